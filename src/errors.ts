@@ -1,0 +1,225 @@
+/**
+ * One error hierarchy for the whole library. Every error has a stable `code` string that callers can
+ * match on (`err.code === 'NVMEOF_ERR_STATUS'`); messages are for people and may change.
+ *
+ * This module has no Node.js dependencies so that every layer, including the pure protocol layer,
+ * can use it.
+ */
+
+/** Every stable error code the library produces. See docs/errors.md. */
+export const ErrorCode = {
+  /** The controller completed a command with a non-zero NVMe status. */
+  STATUS: 'NVMEOF_ERR_STATUS',
+  /** The peer broke the NVMe/TCP protocol (malformed PDU, bad digest, unknown CID...). */
+  PROTOCOL: 'NVMEOF_ERR_PROTOCOL',
+  /** A header or data digest did not match. */
+  DIGEST: 'NVMEOF_ERR_DIGEST',
+  /** The peer sent a C2HTermReq / H2CTermReq. */
+  TERMINATED: 'NVMEOF_ERR_TERMINATED',
+  /** A command, connect, or state wait did not finish in time. */
+  TIMEOUT: 'NVMEOF_ERR_TIMEOUT',
+  /** The connection closed (or was destroyed) while the operation was pending. */
+  CONNECTION_CLOSED: 'NVMEOF_ERR_CONNECTION_CLOSED',
+  /** Could not establish the TCP connection. */
+  CONNECTION_FAILED: 'NVMEOF_ERR_CONNECTION_FAILED',
+  /** The caller passed an invalid argument; nothing was sent. */
+  INVALID_ARGUMENT: 'NVMEOF_ERR_INVALID_ARGUMENT',
+  /** The operation was aborted through an AbortSignal. */
+  ABORTED: 'NVMEOF_ERR_ABORTED',
+  /** The keep-alive exchange failed; the controller is considered dead. */
+  KEEP_ALIVE: 'NVMEOF_ERR_KEEP_ALIVE',
+  /** The controller is in a state that does not allow the operation (closed, not ready, fatal status). */
+  INVALID_STATE: 'NVMEOF_ERR_INVALID_STATE',
+  /** The controller reported something the library cannot work with (e.g. CSTS.CFS, unsupported version). */
+  CONTROLLER: 'NVMEOF_ERR_CONTROLLER',
+  /** No usable path is left (multipath). */
+  NO_PATH: 'NVMEOF_ERR_NO_PATH',
+} as const;
+
+export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface NvmeofErrorOptions {
+  cause?: unknown;
+}
+
+/** Base class of every error thrown by nvmeof. */
+export class NvmeofError extends Error {
+  readonly code: ErrorCodeValue;
+
+  constructor(code: ErrorCodeValue, message: string, options?: NvmeofErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** Decoded fields of an NVMe completion status word (bits 15:1 of CQE DW3 upper half). */
+export interface NvmeStatusInfo {
+  /** Status Code Type (0 generic, 1 command specific, 2 media/data integrity, 3 path related, 7 vendor). */
+  sct: number;
+  /** Status Code. */
+  sc: number;
+  /** Command Retry Delay index (0..3). */
+  crd: number;
+  /** More information available in the Error Information log. */
+  more: boolean;
+  /** Do Not Retry. */
+  dnr: boolean;
+  /** The spec's name for this status, e.g. "Invalid Field in Command". */
+  name: string;
+  /** A sentence a person can act on. */
+  description: string;
+}
+
+export interface StatusErrorContext {
+  /** Opcode of the failed command. */
+  opcode?: number;
+  /** Human name of the failed command, e.g. "Read", "Connect". */
+  command?: string;
+  /** Queue ID the command ran on. */
+  qid?: number;
+  /** Command identifier. */
+  cid?: number;
+  /** Completion-specific DW0 (e.g. Connect IATTR/IPO). */
+  dw0?: number;
+  /** Completion-specific DW1. */
+  dw1?: number;
+  /** An overriding, more specific message (e.g. naming the host and subsystem NQNs). */
+  message?: string;
+}
+
+/** The controller completed a command with a non-successful NVMe status. */
+export class NvmeStatusError extends NvmeofError {
+  readonly sct: number;
+  readonly sc: number;
+  readonly crd: number;
+  readonly more: boolean;
+  readonly dnr: boolean;
+  /** The spec's name for the status. */
+  readonly statusName: string;
+  readonly opcode: number | undefined;
+  readonly command: string | undefined;
+  readonly qid: number | undefined;
+  readonly cid: number | undefined;
+  readonly dw0: number;
+  readonly dw1: number;
+
+  constructor(status: NvmeStatusInfo, ctx: StatusErrorContext = {}) {
+    const cmd = ctx.command ?? (ctx.opcode === undefined ? 'command' : `opcode 0x${ctx.opcode.toString(16).padStart(2, '0')}`);
+    const where = ctx.qid === undefined ? '' : ` on queue ${ctx.qid}`;
+    const hex = `SCT 0x${status.sct.toString(16)}, SC 0x${status.sc.toString(16).padStart(2, '0')}${status.dnr ? ', DNR' : ''}`;
+    const msg = ctx.message ?? `${cmd}${where} failed: ${status.name} (${hex}): ${status.description}`;
+    super(ErrorCode.STATUS, ctx.message ? `${msg} [${status.name}; ${hex}]` : msg);
+    this.sct = status.sct;
+    this.sc = status.sc;
+    this.crd = status.crd;
+    this.more = status.more;
+    this.dnr = status.dnr;
+    this.statusName = status.name;
+    this.opcode = ctx.opcode;
+    this.command = ctx.command;
+    this.qid = ctx.qid;
+    this.cid = ctx.cid;
+    this.dw0 = ctx.dw0 ?? 0;
+    this.dw1 = ctx.dw1 ?? 0;
+  }
+}
+
+/** The peer broke the NVMe/TCP protocol. `fes`/`fei` are what a TermReq reports for it. */
+export class ProtocolError extends NvmeofError {
+  /** Fatal Error Status for a TermReq (1 invalid header field, 2 PDU sequence error, 3 header digest error, 4 data transfer out of range, 5 data transfer limit exceeded, 6 unsupported parameter). */
+  readonly fes: number;
+  /** Fatal Error Information: byte offset of the offending field for FES 1, else 0 or a value. */
+  readonly fei: number;
+
+  constructor(message: string, fes = 1, fei = 0, code: ErrorCodeValue = ErrorCode.PROTOCOL, options?: NvmeofErrorOptions) {
+    super(code, message, options);
+    this.fes = fes;
+    this.fei = fei;
+  }
+}
+
+/** A header digest or data digest did not match. */
+export class DigestError extends ProtocolError {
+  readonly kind: 'header' | 'data';
+  constructor(kind: 'header' | 'data', expected: number, actual: number) {
+    super(
+      `${kind} digest mismatch: expected 0x${expected.toString(16).padStart(8, '0')}, got 0x${actual.toString(16).padStart(8, '0')}`,
+      kind === 'header' ? 3 : 0,
+      0,
+      ErrorCode.DIGEST,
+    );
+    this.kind = kind;
+  }
+}
+
+/** The peer terminated the connection with a TermReq PDU. */
+export class TerminatedError extends NvmeofError {
+  readonly fes: number;
+  readonly fei: number;
+  constructor(message: string, fes: number, fei: number) {
+    super(ErrorCode.TERMINATED, message);
+    this.fes = fes;
+    this.fei = fei;
+  }
+}
+
+export class TimeoutError extends NvmeofError {
+  constructor(message: string, options?: NvmeofErrorOptions) {
+    super(ErrorCode.TIMEOUT, message, options);
+  }
+}
+
+export class ConnectionClosedError extends NvmeofError {
+  constructor(message = 'connection closed', options?: NvmeofErrorOptions) {
+    super(ErrorCode.CONNECTION_CLOSED, message, options);
+  }
+}
+
+export class ConnectionFailedError extends NvmeofError {
+  constructor(message: string, options?: NvmeofErrorOptions) {
+    super(ErrorCode.CONNECTION_FAILED, message, options);
+  }
+}
+
+export class InvalidArgumentError extends NvmeofError {
+  constructor(message: string, options?: NvmeofErrorOptions) {
+    super(ErrorCode.INVALID_ARGUMENT, message, options);
+  }
+}
+
+/** Rejected because an AbortSignal fired; `cause` is the signal's reason. */
+export class AbortedError extends NvmeofError {
+  constructor(message = 'operation aborted', options?: NvmeofErrorOptions) {
+    super(ErrorCode.ABORTED, message, options);
+  }
+}
+
+export class KeepAliveError extends NvmeofError {
+  constructor(message: string, options?: NvmeofErrorOptions) {
+    super(ErrorCode.KEEP_ALIVE, message, options);
+  }
+}
+
+export class InvalidStateError extends NvmeofError {
+  constructor(message: string, options?: NvmeofErrorOptions) {
+    super(ErrorCode.INVALID_STATE, message, options);
+  }
+}
+
+export class ControllerError extends NvmeofError {
+  constructor(message: string, options?: NvmeofErrorOptions) {
+    super(ErrorCode.CONTROLLER, message, options);
+  }
+}
+
+export class NoPathError extends NvmeofError {
+  constructor(message: string, options?: NvmeofErrorOptions) {
+    super(ErrorCode.NO_PATH, message, options);
+  }
+}
+
+/** True when `err` is an nvmeof error with the given code. */
+export function isNvmeofError(err: unknown, code?: ErrorCodeValue): err is NvmeofError {
+  return err instanceof NvmeofError && (code === undefined || err.code === code);
+}

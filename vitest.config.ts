@@ -1,0 +1,26 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/**/*.test.ts'],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        test: {
+          name: 'kernel',
+          include: ['integration/kernel/**/*.test.ts'],
+          globalSetup: ['integration/kernel/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+          // One guest serves every kernel test file; run them one after another.
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
