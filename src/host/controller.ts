@@ -1,0 +1,422 @@
+/**
+ * Controller: one NVMe-oF association (admin queue + I/O queues) to one subsystem.
+ *
+ * Bring-up follows the spec and what Linux does: admin queue Connect, Property Get CAP/VS, CC.EN = 1 and wait for
+ * CSTS.RDY (bounded by CAP.TO), Identify Controller, Set Features Number of Queues, then one Connect per I/O queue
+ * carrying the CNTLID the admin Connect returned. Keep Alive runs on the admin queue at half of KATO.
+ */
+import { availableParallelism } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { debuglog } from 'node:util';
+import {
+  ConnectionClosedError,
+  ControllerError,
+  InvalidArgumentError,
+  InvalidStateError,
+  KeepAliveError,
+  NvmeStatusError,
+  TimeoutError,
+} from '../errors.js';
+import * as cmds from '../protocol/commands.js';
+import type { NvmeCommand } from '../protocol/commands.js';
+import { decodeCap, decodeCsts, decodeVs, encodeCc, type Cap } from '../protocol/properties.js';
+import { statusError } from '../protocol/status.js';
+import { cqeOk } from '../protocol/cqe.js';
+import { FABRICS_OPCODE, FabricsType, Property } from '../protocol/constants.js';
+import { validateNqn } from '../protocol/nqn.js';
+import { parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, parseNsIdDescriptors, mdtsBytes, type IdentifyController } from '../protocol/identify.js';
+import { QueuePair, withTimeout, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
+import { resolveHostIdentity, type HostIdentity } from './identity.js';
+import { Namespace } from './namespace.js';
+
+const debug = debuglog('nvmeof');
+
+
+export interface ConnectOptions {
+  /** Target address (IPv4, IPv6 or host name). */
+  host: string;
+  /** Target TCP port. Default 4420. */
+  port?: number;
+  /** Subsystem NQN. */
+  subnqn: string;
+  /** Host NQN; default /etc/nvme/hostnqn, else a per-process UUID NQN. */
+  hostnqn?: string;
+  /** Host ID (UUID); default /etc/nvme/hostid, else derived from the host NQN. */
+  hostid?: string;
+  /** Keep Alive Timeout in ms (0 disables keep-alive). Default 5000, as Linux. */
+  kato?: number;
+  /** Number of I/O queues to create. Default min(4, CPUs). 0 creates an admin-only controller. */
+  ioQueues?: number;
+  /** Commands in flight per I/O queue. Default 128. */
+  queueSize?: number;
+  /** Commands in flight on the admin queue. Default 32. */
+  adminQueueSize?: number;
+  headerDigest?: boolean;
+  dataDigest?: boolean;
+  /** Timeout in ms for establishing each queue (TCP + ICReq + Connect). Default 10000. */
+  connectTimeout?: number;
+  /** Default per-command timeout in ms (0 = none). Default 30000. */
+  commandTimeout?: number;
+  signal?: AbortSignal;
+}
+
+export type ControllerState = 'connecting' | 'live' | 'closing' | 'closed';
+
+type CloseListener = (err: Error | undefined) => void;
+
+/** A connected NVMe-oF controller. Create with {@link connect}. */
+export class Controller {
+  readonly host: string;
+  readonly port: number;
+  readonly subnqn: string;
+  readonly hostnqn: string;
+  readonly hostid: string;
+  /** Controller ID returned by the admin Connect. */
+  cntlid = 0;
+  /** Decoded CAP property. */
+  cap!: Cap;
+  /** Decoded VS property. */
+  version!: { major: number; minor: number; tertiary: number };
+  /** Parsed Identify Controller data. */
+  identity!: IdentifyController;
+  /** Keep Alive Timeout in ms as negotiated (0 = disabled). */
+  readonly kato: number;
+  /** Largest data transfer per command in bytes (from MDTS), or null when unlimited. */
+  maxTransferBytes: number | null = null;
+
+  private readonly opts: ConnectOptions;
+  private admin!: QueuePair;
+  private ioqs: QueuePair[] = [];
+  private _state: ControllerState = 'connecting';
+  private kaTimer: NodeJS.Timeout | undefined;
+  private kaInFlight = false;
+  private failure: Error | undefined;
+  private readonly closeListeners: CloseListener[] = [];
+  private rr = 0;
+
+  private constructor(opts: ConnectOptions, id: HostIdentity) {
+    this.opts = opts;
+    this.host = opts.host;
+    this.port = opts.port ?? 4420;
+    this.subnqn = opts.subnqn;
+    this.hostnqn = id.hostnqn;
+    this.hostid = id.hostid;
+    this.kato = opts.kato ?? 5000;
+  }
+
+  /** Validate options, then bring up the controller. */
+  static async connect(opts: ConnectOptions): Promise<Controller> {
+    validateConnectOptions(opts);
+    const id = resolveHostIdentity({ hostnqn: opts.hostnqn, hostid: opts.hostid });
+    const ctrl = new Controller(opts, id);
+    try {
+      await ctrl.bringUp();
+    } catch (err) {
+      ctrl.destroy(err as Error);
+      throw err;
+    }
+    return ctrl;
+  }
+
+  get state(): ControllerState {
+    return this._state;
+  }
+
+  /** Number of I/O queues connected. */
+  get ioQueueCount(): number {
+    return this.ioqs.length;
+  }
+
+  /** Commands in flight per I/O queue (the depth each queue was created with). */
+  ioQueueDepth = 0;
+
+  /** Register a listener called once when the controller closes or fails. */
+  onClose(fn: CloseListener): void {
+    if (this._state === 'closed') queueMicrotask(() => fn(this.failure));
+    else this.closeListeners.push(fn);
+  }
+
+  private qpOptions(qid: number, depth: number) {
+    return {
+      host: this.host,
+      port: this.port,
+      qid,
+      depth,
+      headerDigest: this.opts.headerDigest,
+      dataDigest: this.opts.dataDigest,
+      connectTimeout: this.opts.connectTimeout,
+      commandTimeout: this.opts.commandTimeout,
+      signal: this.opts.signal,
+    };
+  }
+
+  private async connectQueue(qp: QueuePair, qid: number, sqsize: number, cntlid: number): Promise<number> {
+    const cmd = cmds.connect({ qid, sqsize, kato: this.kato, hostid: this.hostid, cntlid, subnqn: this.subnqn, hostnqn: this.hostnqn });
+    const timeout = this.opts.connectTimeout ?? 10_000;
+    const c = await qp.submit(cmd, { timeout, signal: this.opts.signal, allowStatusError: true });
+    if (!cqeOk(c.cqe)) {
+      throw statusError(c.cqe, {
+        opcode: FABRICS_OPCODE,
+        fctype: FabricsType.Connect,
+        admin: qid === 0,
+        command: 'Connect',
+        qid,
+        connect: { hostnqn: this.hostnqn, subnqn: this.subnqn, qid },
+      });
+    }
+    return c.cqe.dw0 & 0xffff;
+  }
+
+  private async bringUp(): Promise<void> {
+    const adminDepth = this.opts.adminQueueSize ?? 32;
+    this.admin = await QueuePair.open(this.qpOptions(0, adminDepth));
+    this.admin.onClose((err) => this.onQueueClosed(0, err));
+    // The admin SQ holds one more entry than we keep in flight.
+    this.cntlid = await this.connectQueue(this.admin, 0, adminDepth + 1, 0xffff);
+    debug('admin queue connected, cntlid %d', this.cntlid);
+
+    this.cap = decodeCap(await this.propertyGet(Property.CAP, 8));
+    this.version = decodeVs(Number(await this.propertyGet(Property.VS, 4)));
+    await this.enable();
+
+    this.identity = parseIdentifyController((await this.adminCommand(cmds.identifyController())).data!);
+    this.maxTransferBytes = mdtsBytes(this.identity.mdts, this.cap.mpsmin);
+
+    const wanted = this.opts.ioQueues ?? Math.min(4, availableParallelism());
+    if (wanted > 0) {
+      const res = await this.adminCommand(cmds.setNumberOfQueues(wanted, wanted));
+      const granted = Math.min((res.cqe.dw0 & 0xffff) + 1, (res.cqe.dw0 >>> 16) + 1);
+      const count = Math.min(wanted, granted);
+      const depth = Math.max(1, Math.min(this.opts.queueSize ?? 128, this.cap.mqes));
+      this.ioQueueDepth = depth;
+      const inCapsule = Math.max(0, this.identity.ioccsz * 16 - 64);
+      const qps = await Promise.all(
+        Array.from({ length: count }, async (_, i) => {
+          const qid = i + 1;
+          const qp = await QueuePair.open({ ...this.qpOptions(qid, depth), inCapsuleBytes: inCapsule });
+          try {
+            await this.connectQueue(qp, qid, depth + 1, this.cntlid);
+          } catch (err) {
+            qp.destroy(err as Error);
+            throw err;
+          }
+          return qp;
+        }),
+      );
+      this.ioqs = qps;
+      for (const qp of qps) qp.onClose((err) => this.onQueueClosed(qp.qid, err));
+    }
+    this._state = 'live';
+    this.startKeepAlive();
+  }
+
+  /** CC.EN = 1, then wait for CSTS.RDY within CAP.TO. */
+  private async enable(): Promise<void> {
+    const cc = encodeCc({ en: true, css: 0, mps: 0, ams: 0, shn: 0, iosqes: 6, iocqes: 4 });
+    const csts0 = decodeCsts(Number(await this.propertyGet(Property.CSTS, 4)));
+    if (csts0.rdy) throw new ControllerError(`controller ${this.cntlid} of ${this.subnqn} is already enabled (CSTS.RDY=1) on a new association`);
+    await this.propertySet(Property.CC, 4, cc);
+    const limitMs = Math.max(500, this.cap.to * 500);
+    const deadline = Date.now() + limitMs;
+    let delay = 5;
+    while (true) {
+      const csts = decodeCsts(Number(await this.propertyGet(Property.CSTS, 4)));
+      if (csts.cfs) throw new ControllerError(`controller ${this.cntlid} of ${this.subnqn} reports a fatal status (CSTS.CFS) while enabling`);
+      if (csts.rdy) return;
+      if (Date.now() >= deadline) throw new TimeoutError(`controller ${this.cntlid} of ${this.subnqn} did not become ready within CAP.TO (${limitMs} ms)`);
+      await sleep(delay, undefined, { signal: this.opts.signal });
+      delay = Math.min(delay * 2, 100);
+    }
+  }
+
+  /** Read a controller property (Fabrics Property Get). */
+  async propertyGet(offset: number, size: 4 | 8): Promise<bigint> {
+    const c = await this.adminCommand(cmds.propertyGet({ offset, size }));
+    return size === 8 ? (BigInt(c.cqe.dw1 >>> 0) << 32n) | BigInt(c.cqe.dw0 >>> 0) : BigInt(c.cqe.dw0 >>> 0);
+  }
+
+  /** Write a controller property (Fabrics Property Set). */
+  async propertySet(offset: number, size: 4 | 8, value: number | bigint): Promise<void> {
+    await this.adminCommand(cmds.propertySet({ offset, size, value }));
+  }
+
+  private startKeepAlive(): void {
+    if (this.kato <= 0) return;
+    const interval = Math.max(100, Math.floor(this.kato / 2));
+    this.kaTimer = setInterval(() => {
+      if (this.kaInFlight || this._state !== 'live') return;
+      this.kaInFlight = true;
+      this.admin
+        .submit(cmds.keepAlive(), { timeout: this.kato })
+        .then(() => {
+          this.kaInFlight = false;
+        })
+        .catch((err: Error) => {
+          this.kaInFlight = false;
+          if (this._state === 'live') this.destroy(new KeepAliveError(`keep-alive to controller ${this.cntlid} of ${this.subnqn} failed: ${err.message}`, { cause: err }));
+        });
+    }, interval);
+    this.kaTimer.unref();
+  }
+
+  /** Submit a raw admin command. Status errors reject with NvmeStatusError. */
+  adminCommand(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
+    if (this._state === 'closed' || !this.admin) return Promise.reject(this.failure ?? new InvalidStateError('controller is closed'));
+    return this.admin.submit(cmd, opts);
+  }
+
+  /** Submit a raw I/O command on the least-loaded I/O queue (or the given one, 1-based qid). */
+  ioCommand(cmd: NvmeCommand, opts?: SubmitOptions & { qid?: number }): Promise<Completion> {
+    if (this._state !== 'live') {
+      return Promise.reject(this.failure ?? new InvalidStateError(`controller is ${this._state}`));
+    }
+    if (this.ioqs.length === 0) return Promise.reject(new InvalidStateError('controller has no I/O queues'));
+    let qp: QueuePair;
+    if (opts?.qid !== undefined) {
+      const q = this.ioqs[opts.qid - 1];
+      if (!q) return Promise.reject(new InvalidArgumentError(`no I/O queue ${opts.qid}; queues are 1..${this.ioqs.length}`));
+      qp = q;
+    } else {
+      qp = this.pickQueue();
+    }
+    return qp.submit(cmd, opts);
+  }
+
+  private pickQueue(): QueuePair {
+    const qs = this.ioqs;
+    const n = qs.length;
+    let best = qs[this.rr % n]!;
+    let bestLoad = best.load;
+    for (let i = 1; i < n && bestLoad > 0; i++) {
+      const q = qs[(this.rr + i) % n]!;
+      if (q.load < bestLoad) {
+        best = q;
+        bestLoad = q.load;
+      }
+    }
+    this.rr = (this.rr + 1) % n;
+    return best;
+  }
+
+  /** Active namespace IDs (Identify CNS 02h), following the list past 1024 entries. */
+  async activeNamespaceIds(): Promise<number[]> {
+    const out: number[] = [];
+    let start = 0;
+    while (true) {
+      const c = await this.adminCommand(cmds.activeNamespaceList(start));
+      const ids = parseNamespaceList(c.data!);
+      out.push(...ids);
+      if (ids.length < 1024) return out;
+      start = ids[ids.length - 1]!;
+      if (start >= 0xfffffffe) return out;
+    }
+  }
+
+  /** Identify a namespace and return a handle for block I/O. */
+  async namespace(nsid: number): Promise<Namespace> {
+    if (!Number.isInteger(nsid) || nsid < 1 || nsid > 0xfffffffe) throw new InvalidArgumentError(`nsid must be 1..0xFFFFFFFE, got ${nsid}`);
+    const id = parseIdentifyNamespace((await this.adminCommand(cmds.identifyNamespace(nsid))).data!);
+    if (id.nsze === 0n) throw new InvalidArgumentError(`namespace ${nsid} is not active on controller ${this.cntlid} of ${this.subnqn}`);
+    let descriptors: ReturnType<typeof parseNsIdDescriptors> = [];
+    try {
+      descriptors = parseNsIdDescriptors((await this.adminCommand(cmds.namespaceIdDescriptors(nsid))).data!);
+    } catch (err) {
+      if (!(err instanceof NvmeStatusError)) throw err;
+    }
+    return new Namespace(this, nsid, id, descriptors);
+  }
+
+  /**
+   * Graceful close: wait for in-flight commands, shut the controller down (CC.SHN = normal, wait CSTS.SHST =
+   * complete), and close every connection. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this._state === 'closed') return;
+    if (this._state === 'closing') {
+      await new Promise<void>((r) => this.onClose(() => r()));
+      return;
+    }
+    this._state = 'closing';
+    this.stopKeepAlive();
+    try {
+      await Promise.all(this.ioqs.map((q) => q.close()));
+      await this.shutdown();
+      await this.admin.close();
+    } catch (err) {
+      debug('close: %s', (err as Error).message);
+    } finally {
+      this.finish(undefined);
+    }
+  }
+
+  private async shutdown(): Promise<void> {
+    const cc = encodeCc({ en: true, css: 0, mps: 0, ams: 0, shn: 1, iosqes: 6, iocqes: 4 });
+    await this.admin.submit(cmds.propertySet({ offset: Property.CC, size: 4, value: cc }));
+    const rtd3eMs = this.identity?.rtd3e ? Math.ceil(this.identity.rtd3e / 1000) : 0;
+    const limitMs = Math.min(Math.max(rtd3eMs, 5000), 60_000);
+    await withTimeout(
+      (async () => {
+        let delay = 5;
+        while (true) {
+          const c = await this.admin.submit(cmds.propertyGet({ offset: Property.CSTS, size: 4 }));
+          if (decodeCsts(c.cqe.dw0).shst === 2) return;
+          await sleep(delay);
+          delay = Math.min(delay * 2, 100);
+        }
+      })(),
+      limitMs,
+      () => new TimeoutError(`controller ${this.cntlid} did not complete shutdown within ${limitMs} ms`),
+    );
+  }
+
+  /** Fail everything now and close every connection. Idempotent. */
+  destroy(err?: Error): void {
+    if (this._state === 'closed') return;
+    const e = err ?? new ConnectionClosedError('controller destroyed');
+    this.failure = err;
+    this.stopKeepAlive();
+    for (const q of this.ioqs) q.destroy(e);
+    this.admin?.destroy(e);
+    this.finish(err);
+  }
+
+  private stopKeepAlive(): void {
+    if (this.kaTimer) clearInterval(this.kaTimer);
+    this.kaTimer = undefined;
+  }
+
+  private onQueueClosed(qid: number, err: Error | undefined): void {
+    if (this._state === 'live' && err) {
+      this.destroy(err instanceof ConnectionClosedError ? err : new ConnectionClosedError(`queue ${qid} failed: ${err.message}`, { cause: err }));
+    }
+  }
+
+  private finish(err: Error | undefined): void {
+    if (this._state === 'closed') return;
+    this._state = 'closed';
+    this.failure = err;
+    for (const l of this.closeListeners.splice(0)) l(err);
+  }
+}
+
+function validateConnectOptions(o: ConnectOptions): void {
+  if (!o || typeof o !== 'object') throw new InvalidArgumentError('connect options must be an object');
+  if (typeof o.host !== 'string' || o.host.length === 0) throw new InvalidArgumentError('host must be a non-empty string');
+  if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535)) throw new InvalidArgumentError(`port must be 1..65535, got ${o.port}`);
+  if (typeof o.subnqn !== 'string') throw new InvalidArgumentError('subnqn must be a string');
+  validateNqn(o.subnqn, { name: 'subnqn', strict: false });
+  const intRange = (name: string, v: number | undefined, min: number, max: number) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) throw new InvalidArgumentError(`${name} must be an integer ${min}..${max}, got ${v}`);
+  };
+  intRange('kato', o.kato, 0, 0xffffffff);
+  intRange('ioQueues', o.ioQueues, 0, 65534);
+  intRange('queueSize', o.queueSize, 1, 65535);
+  intRange('adminQueueSize', o.adminQueueSize, 1, 4095);
+  intRange('connectTimeout', o.connectTimeout, 1, 3_600_000);
+  intRange('commandTimeout', o.commandTimeout, 0, 3_600_000);
+}
+
+/** Connect to an NVMe-oF subsystem over TCP and bring the controller up. */
+export function connect(opts: ConnectOptions): Promise<Controller> {
+  return Controller.connect(opts);
+}

@@ -1,0 +1,207 @@
+/**
+ * Namespace: block I/O on one namespace of a controller.
+ *
+ * LBAs are accepted as bigint or safe-integer numbers. Every request is checked against the LBA size and the
+ * namespace size before anything is sent, and requests larger than the controller's MDTS (or the 65536-block NLB
+ * limit) are split into several commands that run concurrently across the I/O queues.
+ */
+import { Buffer } from 'node:buffer';
+import { InvalidArgumentError, NvmeStatusError } from '../errors.js';
+import * as cmds from '../protocol/commands.js';
+import type { IdentifyNamespace, NsIdDescriptor } from '../protocol/identify.js';
+import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
+import type { NvmeCommand } from '../protocol/commands.js';
+
+/** What the namespace needs from its controller (kept narrow so that multipath can provide it too). */
+export interface NamespaceOwner {
+  readonly maxTransferBytes: number | null;
+  ioCommand(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion>;
+}
+
+export interface IoOptions {
+  signal?: AbortSignal;
+  /** Per-command timeout in ms. */
+  timeout?: number;
+}
+
+export interface WriteOptions extends IoOptions {
+  /** Force Unit Access. */
+  fua?: boolean;
+}
+
+export interface LbaRange {
+  lba: bigint | number;
+  blocks: number;
+}
+
+/** Largest NLB one command can carry (16-bit 0's based field). */
+const MAX_NLB = 65536;
+
+export class Namespace {
+  readonly nsid: number;
+  /** Parsed Identify Namespace data. */
+  readonly identity: IdentifyNamespace;
+  /** Logical block size in bytes (data only, no metadata). */
+  readonly blockSize: number;
+  /** Namespace size in logical blocks (NSZE). */
+  readonly blocks: bigint;
+  /** Namespace capacity in bytes. */
+  readonly sizeBytes: bigint;
+  /** Namespace Globally Unique Identifier (hex), when reported. */
+  readonly nguid: string | undefined;
+  /** IEEE Extended Unique Identifier (hex), when reported. */
+  readonly eui64: string | undefined;
+  /** Namespace UUID, when reported. */
+  readonly uuid: string | undefined;
+  /** Blocks per command after MDTS and NLB limits. */
+  readonly maxBlocksPerCommand: number;
+
+  private readonly owner: NamespaceOwner;
+
+  constructor(owner: NamespaceOwner, nsid: number, identity: IdentifyNamespace, descriptors: NsIdDescriptor[]) {
+    this.owner = owner;
+    this.nsid = nsid;
+    this.identity = identity;
+    this.blockSize = identity.blockSize;
+    this.blocks = identity.nsze;
+    this.sizeBytes = identity.nsze * BigInt(identity.blockSize);
+    const find = (t: NsIdDescriptor['type']) => descriptors.find((d) => d.type === t)?.value;
+    const nonZero = (b: Buffer | undefined) => (b && b.some((x) => x !== 0) ? b : undefined);
+    const nguid = nonZero(find('nguid')) ?? nonZero(identity.nguid);
+    const eui64 = nonZero(find('eui64')) ?? nonZero(identity.eui64);
+    const uuid = nonZero(find('uuid'));
+    this.nguid = nguid?.toString('hex');
+    this.eui64 = eui64?.toString('hex');
+    this.uuid = uuid ? formatUuidHex(uuid.toString('hex')) : undefined;
+    const mdtsBlocks = owner.maxTransferBytes === null ? MAX_NLB : Math.floor(owner.maxTransferBytes / this.blockSize);
+    this.maxBlocksPerCommand = Math.max(1, Math.min(MAX_NLB, mdtsBlocks));
+  }
+
+  /** Read `blocks` logical blocks starting at `lba`. */
+  async read(lba: bigint | number, blocks: number, opts?: IoOptions): Promise<Buffer> {
+    const slba = this.checkRange('read', lba, blocks);
+    const out = Buffer.allocUnsafe(blocks * this.blockSize);
+    await this.readIntoChecked(slba, blocks, out, opts);
+    return out;
+  }
+
+  /** Read into a caller's buffer (its length, a multiple of the block size, says how many blocks). Zero-copy. */
+  async readInto(lba: bigint | number, buf: Buffer, opts?: IoOptions): Promise<Buffer> {
+    const blocks = this.blocksOf('readInto', buf);
+    const slba = this.checkRange('readInto', lba, blocks);
+    await this.readIntoChecked(slba, blocks, buf, opts);
+    return buf;
+  }
+
+  private async readIntoChecked(slba: bigint, blocks: number, out: Buffer, opts?: IoOptions): Promise<void> {
+    const bs = this.blockSize;
+    await this.forEachChunk(slba, blocks, (lba, n, off) =>
+      this.owner.ioCommand(cmds.read({ nsid: this.nsid, slba: lba, nlb: n, blockSize: bs }), { ...opts, readInto: out.subarray(off * bs, (off + n) * bs) }),
+    );
+  }
+
+  /** Write `data` (a multiple of the block size) starting at `lba`. */
+  async write(lba: bigint | number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
+    const blocks = this.blocksOf('write', data);
+    const slba = this.checkRange('write', lba, blocks);
+    const bs = this.blockSize;
+    await this.forEachChunk(slba, blocks, (l, n, off) =>
+      this.owner.ioCommand(cmds.write({ nsid: this.nsid, slba: l, data: data.subarray(off * bs, (off + n) * bs), blockSize: bs, fua: opts?.fua }), opts),
+    );
+  }
+
+  /** Commit volatile write cache contents to media. */
+  async flush(opts?: IoOptions): Promise<void> {
+    await this.owner.ioCommand(cmds.flush(this.nsid), opts);
+  }
+
+  /** Write zeroes to `blocks` blocks at `lba`, optionally letting the controller deallocate them. */
+  async writeZeroes(lba: bigint | number, blocks: number, opts?: IoOptions & { deallocate?: boolean; fua?: boolean }): Promise<void> {
+    const slba = this.checkRange('writeZeroes', lba, blocks);
+    await this.forEachChunk(slba, blocks, (l, n) => this.owner.ioCommand(cmds.writeZeroes({ nsid: this.nsid, slba: l, nlb: n, deac: opts?.deallocate, fua: opts?.fua }), opts), MAX_NLB);
+  }
+
+  /** Deallocate (trim) ranges with Dataset Management. */
+  async deallocate(ranges: LbaRange[], opts?: IoOptions): Promise<void> {
+    if (!Array.isArray(ranges) || ranges.length === 0) throw new InvalidArgumentError('deallocate needs at least one range');
+    const entries: { slba: bigint; nlb: number }[] = [];
+    for (const r of ranges) {
+      const slba = this.checkRange('deallocate', r.lba, r.blocks, 0xffffffff);
+      entries.push({ slba, nlb: r.blocks });
+    }
+    for (let i = 0; i < entries.length; i += 256) {
+      await this.owner.ioCommand(cmds.datasetManagement({ nsid: this.nsid, ranges: entries.slice(i, i + 256), deallocate: true }), opts);
+    }
+  }
+
+  /**
+   * Compare `data` with the blocks at `lba`. Resolves true when they match, false on a Compare Failure status;
+   * other errors reject.
+   */
+  async compare(lba: bigint | number, data: Uint8Array, opts?: IoOptions): Promise<boolean> {
+    const blocks = this.blocksOf('compare', data);
+    const slba = this.checkRange('compare', lba, blocks);
+    const bs = this.blockSize;
+    try {
+      await this.forEachChunk(slba, blocks, (l, n, off) =>
+        this.owner.ioCommand(cmds.compare({ nsid: this.nsid, slba: l, data: data.subarray(off * bs, (off + n) * bs), blockSize: bs }), opts),
+      );
+      return true;
+    } catch (err) {
+      if (err instanceof NvmeStatusError && err.sct === 2 && err.sc === 0x85) return false;
+      throw err;
+    }
+  }
+
+  /** Verify the integrity of `blocks` blocks at `lba` without transferring data. */
+  async verify(lba: bigint | number, blocks: number, opts?: IoOptions): Promise<void> {
+    const slba = this.checkRange('verify', lba, blocks);
+    await this.forEachChunk(slba, blocks, (l, n) => this.owner.ioCommand(cmds.verify({ nsid: this.nsid, slba: l, nlb: n }), opts), MAX_NLB);
+  }
+
+  private blocksOf(op: string, data: Uint8Array): number {
+    if (!(data instanceof Uint8Array)) throw new InvalidArgumentError(`${op}: data must be a Buffer or Uint8Array`);
+    if (data.length === 0 || data.length % this.blockSize !== 0) {
+      throw new InvalidArgumentError(`${op}: data length ${data.length} is not a positive multiple of the ${this.blockSize}-byte block size of namespace ${this.nsid}`);
+    }
+    return data.length / this.blockSize;
+  }
+
+  /** Validate an LBA range against the namespace; returns the start LBA as bigint. */
+  private checkRange(op: string, lba: bigint | number, blocks: number, maxBlocks = Number.MAX_SAFE_INTEGER): bigint {
+    let slba: bigint;
+    if (typeof lba === 'bigint') slba = lba;
+    else if (typeof lba === 'number' && Number.isSafeInteger(lba)) slba = BigInt(lba);
+    else throw new InvalidArgumentError(`${op}: lba must be a bigint or a safe integer, got ${String(lba)}`);
+    if (slba < 0n) throw new InvalidArgumentError(`${op}: lba must not be negative, got ${slba}`);
+    if (!Number.isSafeInteger(blocks) || blocks < 1 || blocks > maxBlocks) throw new InvalidArgumentError(`${op}: block count must be an integer 1..${maxBlocks}, got ${blocks}`);
+    if (slba + BigInt(blocks) > this.blocks) {
+      throw new InvalidArgumentError(`${op}: ${blocks} blocks at LBA ${slba} go past the end of namespace ${this.nsid} (${this.blocks} blocks)`);
+    }
+    return slba;
+  }
+
+  /** Split [slba, slba+blocks) into command-sized pieces and run them concurrently; rejects with the first error. */
+  private async forEachChunk(
+    slba: bigint,
+    blocks: number,
+    fn: (lba: bigint, n: number, offsetBlocks: number) => Promise<unknown>,
+    perCommand = this.maxBlocksPerCommand,
+  ): Promise<void> {
+    if (blocks <= perCommand) {
+      await fn(slba, blocks, 0);
+      return;
+    }
+    const pieces: Promise<unknown>[] = [];
+    for (let off = 0; off < blocks; off += perCommand) {
+      const n = Math.min(perCommand, blocks - off);
+      pieces.push(fn(slba + BigInt(off), n, off));
+    }
+    const results = await Promise.allSettled(pieces);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+  }
+}
+
+function formatUuidHex(hex: string): string {
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}

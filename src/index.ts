@@ -1,0 +1,28 @@
+/**
+ * nvmeof: a pure-TypeScript NVMe over Fabrics (TCP) host library for Node.js.
+ *
+ * ```ts
+ * import { connect } from 'nvmeof';
+ * const ctrl = await connect({ host: '127.0.0.1', port: 4420, subnqn: 'nqn.2016-06.io.spdk:cnode1' });
+ * const ns = await ctrl.namespace(1);
+ * await ns.write(0n, Buffer.alloc(ns.blockSize, 0xab));
+ * const data = await ns.read(0n, 1);
+ * await ctrl.close();
+ * ```
+ */
+export * from './errors.js';
+export { connect, Controller, type ConnectOptions, type ControllerState } from './host/controller.js';
+export { Namespace, type IoOptions, type WriteOptions, type LbaRange, type NamespaceOwner } from './host/namespace.js';
+export { resolveHostIdentity, type HostIdentity, type HostIdentityOptions } from './host/identity.js';
+export {
+  QueuePair,
+  fesName,
+  type QueuePairOptions,
+  type QueuePairState,
+  type SubmitOptions,
+  type Completion,
+} from './transport/queue-pair.js';
+export * as protocol from './protocol/index.js';
+export type { NvmeCommand } from './protocol/commands.js';
+export type { Cqe } from './protocol/cqe.js';
+export type { IdentifyController, IdentifyNamespace, NsIdDescriptor, LbaFormat } from './protocol/identify.js';

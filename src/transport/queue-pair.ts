@@ -1,0 +1,699 @@
+/**
+ * One NVMe/TCP queue pair = one TCP connection.
+ *
+ * Responsibilities: ICReq/ICResp negotiation, a CID table with a free list and per-slot generation counter,
+ * pipelining up to the queue depth with a FIFO for the rest, in-capsule data or R2T-driven H2CData for writes,
+ * C2HData assembly for reads, digests, per-command timeouts and AbortSignals, fatal-error teardown with an
+ * H2CTermReq, and failing every pending command with a typed error when the queue goes away.
+ *
+ * The only code that writes to the socket is {@link QueuePair.flush}; everything else appends to `outbox`.
+ */
+import { Buffer } from 'node:buffer';
+import * as net from 'node:net';
+import { debuglog } from 'node:util';
+import diagnostics from 'node:diagnostics_channel';
+import {
+  AbortedError,
+  ConnectionClosedError,
+  ConnectionFailedError,
+  DigestError,
+  InvalidArgumentError,
+  InvalidStateError,
+  NvmeofError,
+  ProtocolError,
+  TerminatedError,
+  TimeoutError,
+} from '../errors.js';
+import { encodePdu, PduType, TermReqFes, type Pdu, type EncodeOptions } from '../protocol/pdu.js';
+import { PduReader } from '../protocol/reader.js';
+import { setCid } from '../protocol/sqe.js';
+import { writeSgl, inCapsuleSgl, transportSgl } from '../protocol/sgl.js';
+import { decodeCqe, cqeOk, type Cqe } from '../protocol/cqe.js';
+import { statusError } from '../protocol/status.js';
+import { FABRICS_OPCODE } from '../protocol/constants.js';
+import type { NvmeCommand } from '../protocol/commands.js';
+
+const debug = debuglog('nvmeof');
+const chStart = diagnostics.channel('nvmeof:command:start');
+const chEnd = diagnostics.channel('nvmeof:command:end');
+
+/** Size of in-capsule data the admin queue accepts (NVMe/TCP: 8 KiB for admin and fabrics commands). */
+export const ADMIN_IN_CAPSULE_BYTES = 8192;
+
+export type QueuePairState = 'connecting' | 'ready' | 'closing' | 'closed';
+
+export interface QueuePairOptions {
+  host: string;
+  port: number;
+  /** Queue ID: 0 for the admin queue. Used in errors and tracing. */
+  qid: number;
+  /** Maximum commands in flight on this queue; more wait in a FIFO. */
+  depth: number;
+  /** Request header digests. */
+  headerDigest?: boolean;
+  /** Request data digests. */
+  dataDigest?: boolean;
+  /** Milliseconds for TCP connect + ICReq/ICResp. Default 10000. */
+  connectTimeout?: number;
+  /** Default per-command timeout in ms (0 = none). Default 30000. */
+  commandTimeout?: number;
+  /** Largest data payload accepted in one C2HData PDU. Default 4 MiB. */
+  maxC2HData?: number;
+  /** Bytes of in-capsule data the controller accepts on this queue. Default 8192 (admin queue value). */
+  inCapsuleBytes?: number;
+  signal?: AbortSignal;
+  /** Use this connected socket instead of opening one (tests). */
+  socket?: net.Socket;
+}
+
+export interface SubmitOptions {
+  /** Override the queue's default timeout, ms; 0 disables. */
+  timeout?: number;
+  signal?: AbortSignal;
+  /** Caller-owned buffer receiving C2H data (zero-copy reads). Must be at least `cmd.readLength` bytes. */
+  readInto?: Buffer;
+  /** Resolve with the CQE even when its status is an error (default: reject with NvmeStatusError). */
+  allowStatusError?: boolean;
+}
+
+export interface Completion {
+  cqe: Cqe;
+  /** C2H data (a view of `readInto` when given). Present for commands with readLength. */
+  data?: Buffer;
+  /** Bytes of C2H data actually received. */
+  received: number;
+}
+
+interface Entry {
+  cmd: NvmeCommand;
+  cid: number;
+  slot: number;
+  opcode: number;
+  fctype: number;
+  sent: boolean;
+  /** The promise has been settled (completion, timeout, abort); the slot stays busy until the wire finishes. */
+  settled: boolean;
+  resolve: (c: Completion) => void;
+  reject: (e: Error) => void;
+  deadline: number;
+  readBuf: Buffer | undefined;
+  received: number;
+  /** Bytes of write data the controller has asked for through R2Ts so far. */
+  r2tRequested: number;
+  error: Error | undefined;
+  opts: SubmitOptions | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+const C2H_SUCCESS_STATUS = 0;
+
+/** One NVMe/TCP connection carrying one submission/completion queue pair. */
+export class QueuePair {
+  readonly qid: number;
+  readonly host: string;
+  readonly port: number;
+  /** Negotiated: header digest enabled. */
+  hdgst = false;
+  /** Negotiated: data digest enabled. */
+  ddgst = false;
+  /** Controller PDU data alignment (0's based dwords) from ICResp. */
+  cpda = 0;
+  /** Largest H2CData payload the controller accepts, from ICResp. */
+  maxh2cdata = 0;
+  /** In-capsule data capacity in bytes. */
+  inCapsuleBytes: number;
+
+  private _state: QueuePairState = 'connecting';
+  private readonly socket: net.Socket;
+  private readonly reader: PduReader;
+  private readonly depth: number;
+  private readonly slotBits: number;
+  private readonly slots: (Entry | undefined)[];
+  private readonly gens: Uint16Array;
+  private readonly freeSlots: number[];
+  private readonly waiting: Entry[] = [];
+  private waitingHead = 0;
+  private outbox: Buffer[] = [];
+  private flushScheduled = false;
+  private encodeOpts: EncodeOptions = { hdgst: false, ddgst: false };
+  private readonly defaultTimeout: number;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private inflight = 0;
+  private closeError: Error | undefined;
+  private icResolve: ((p: Pdu) => void) | undefined;
+  private icReject: ((e: Error) => void) | undefined;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+  private drainWaiters: (() => void)[] = [];
+  private readonly closeListeners: ((err: Error | undefined) => void)[] = [];
+
+  private constructor(opts: QueuePairOptions, socket: net.Socket) {
+    this.qid = opts.qid;
+    this.host = opts.host;
+    this.port = opts.port;
+    this.depth = opts.depth;
+    this.inCapsuleBytes = opts.inCapsuleBytes ?? ADMIN_IN_CAPSULE_BYTES;
+    this.defaultTimeout = opts.commandTimeout ?? 30_000;
+    let bits = 1;
+    while (1 << bits < opts.depth) bits++;
+    this.slotBits = bits;
+    this.slots = new Array<Entry | undefined>(opts.depth).fill(undefined);
+    this.gens = new Uint16Array(opts.depth);
+    this.freeSlots = [];
+    for (let i = opts.depth - 1; i >= 0; i--) this.freeSlots.push(i);
+    this.socket = socket;
+    this.reader = new PduReader({ role: 'host', maxDataLength: opts.maxC2HData ?? 4 * 1024 * 1024 });
+    this.closedPromise = new Promise((r) => (this.resolveClosed = r));
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.destroy(new ConnectionClosedError(`queue ${this.qid}: socket error: ${err.message}`, { cause: err })));
+    socket.on('close', () => {
+      if (this._state !== 'closed') this.destroy(new ConnectionClosedError(`queue ${this.qid}: connection closed by the controller`));
+      this.resolveClosed();
+    });
+  }
+
+  /** Open the TCP connection and negotiate ICReq/ICResp. */
+  static async open(opts: QueuePairOptions): Promise<QueuePair> {
+    if (!Number.isInteger(opts.depth) || opts.depth < 1 || opts.depth > 4096) {
+      throw new InvalidArgumentError(`queue depth must be an integer 1..4096, got ${opts.depth}`);
+    }
+    const timeoutMs = opts.connectTimeout ?? 10_000;
+    opts.signal?.throwIfAborted?.();
+    const socket = opts.socket ?? (await connectSocket(opts.host, opts.port, timeoutMs, opts.signal));
+    const qp = new QueuePair(opts, socket);
+    try {
+      await qp.negotiate(opts, timeoutMs);
+    } catch (err) {
+      qp.destroy(err as Error);
+      throw err;
+    }
+    return qp;
+  }
+
+  get state(): QueuePairState {
+    return this._state;
+  }
+
+  /** Commands sent and not yet finished on the wire. */
+  get outstanding(): number {
+    return this.inflight;
+  }
+
+  /** Commands waiting for a free slot. */
+  get queued(): number {
+    return this.waiting.length - this.waitingHead;
+  }
+
+  /** Commands in flight plus waiting: a load measure for queue selection. */
+  get load(): number {
+    return this.inflight + this.waiting.length - this.waitingHead;
+  }
+
+  /** Resolves once the socket has closed. */
+  get closed(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  /** Register a listener called once when the queue pair closes (with the error, if it failed). */
+  onClose(fn: (err: Error | undefined) => void): void {
+    if (this._state === 'closed') queueMicrotask(() => fn(this.closeError));
+    else this.closeListeners.push(fn);
+  }
+
+  private async negotiate(opts: QueuePairOptions, timeoutMs: number): Promise<void> {
+    const wantH = !!opts.headerDigest;
+    const wantD = !!opts.dataDigest;
+    const icresp = new Promise<Pdu>((resolve, reject) => {
+      this.icResolve = resolve;
+      this.icReject = reject;
+    });
+    this.send(encodePdu({ type: PduType.ICReq, pfv: 0, hpda: 0, hdgst: wantH, ddgst: wantD, maxr2t: 0 }, this.encodeOpts));
+    const pdu = await withTimeout(
+      icresp,
+      timeoutMs,
+      () => new TimeoutError(`queue ${this.qid}: no ICResp from ${this.host}:${this.port} within ${timeoutMs} ms`),
+      opts.signal,
+    );
+    if (pdu.type !== PduType.ICResp) throw new ProtocolError(`queue ${this.qid}: expected ICResp, got PDU type 0x${pdu.type.toString(16)}`, TermReqFes.PDU_SEQUENCE_ERROR);
+    if (pdu.pfv !== 0) throw new ProtocolError(`queue ${this.qid}: unsupported PDU format version ${pdu.pfv}`, TermReqFes.UNSUPPORTED_PARAMETER, 8);
+    if ((pdu.hdgst && !wantH) || (pdu.ddgst && !wantD)) {
+      throw new ProtocolError(`queue ${this.qid}: controller enabled a digest the host did not request`, TermReqFes.INVALID_HEADER_FIELD, 11);
+    }
+    if (pdu.cpda > 31) throw new ProtocolError(`queue ${this.qid}: CPDA ${pdu.cpda} out of range`, TermReqFes.INVALID_HEADER_FIELD, 10);
+    this.hdgst = pdu.hdgst;
+    this.ddgst = pdu.ddgst;
+    this.cpda = pdu.cpda;
+    this.maxh2cdata = pdu.maxh2cdata;
+    this.encodeOpts = { hdgst: this.hdgst, ddgst: this.ddgst, dataAlignment: this.cpda ? (this.cpda + 1) * 4 : 0 };
+    this.reader.setDigests(this.hdgst, this.ddgst);
+    this.transition('ready');
+    debug('qid %d connected to %s:%d hdgst=%s ddgst=%s cpda=%d maxh2cdata=%d', this.qid, this.host, this.port, this.hdgst, this.ddgst, this.cpda, this.maxh2cdata);
+  }
+
+  private transition(to: QueuePairState): void {
+    const from = this._state;
+    const ok =
+      (from === 'connecting' && (to === 'ready' || to === 'closed')) ||
+      (from === 'ready' && (to === 'closing' || to === 'closed')) ||
+      (from === 'closing' && to === 'closed');
+    if (!ok) throw new InvalidStateError(`queue ${this.qid}: invalid transition ${from} -> ${to}`);
+    this._state = to;
+  }
+
+  /**
+   * Submit a command. Resolves with the completion; rejects with NvmeStatusError on an error status (unless
+   * `allowStatusError`), TimeoutError, AbortedError, or the error that closed the queue.
+   */
+  submit(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
+    if (this._state !== 'ready') {
+      return Promise.reject(this.closeError ?? new InvalidStateError(`queue ${this.qid} is ${this._state}`));
+    }
+    if (cmd.sqe.length !== 64) return Promise.reject(new InvalidArgumentError(`SQE must be 64 bytes, got ${cmd.sqe.length}`));
+    const readLength = cmd.readLength ?? 0;
+    if (readLength > 0 && cmd.data && cmd.data.length > 0) {
+      return Promise.reject(new InvalidArgumentError(`${cmd.name}: a command cannot both send and receive data`));
+    }
+    if (opts?.readInto && opts.readInto.length < readLength) {
+      return Promise.reject(new InvalidArgumentError(`${cmd.name}: readInto has ${opts.readInto.length} bytes, need ${readLength}`));
+    }
+    const signal = opts?.signal;
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    return new Promise<Completion>((resolve, reject) => {
+      const timeout = opts?.timeout ?? this.defaultTimeout;
+      const entry: Entry = {
+        cmd,
+        cid: 0,
+        slot: -1,
+        opcode: cmd.sqe[0]!,
+        fctype: cmd.sqe[0] === FABRICS_OPCODE ? cmd.sqe[4]! : -1,
+        sent: false,
+        settled: false,
+        resolve,
+        reject,
+        deadline: timeout > 0 ? Date.now() + timeout : 0,
+        readBuf: undefined,
+        received: 0,
+        r2tRequested: 0,
+        error: undefined,
+        opts,
+        onAbort: undefined,
+      };
+      if (signal) {
+        entry.onAbort = () => this.abortEntry(entry, abortError(signal));
+        signal.addEventListener('abort', entry.onAbort, { once: true });
+      }
+      if (entry.deadline) this.ensureSweep();
+      if (this.freeSlots.length > 0 && this.waitingHead === this.waiting.length) this.dispatch(entry);
+      else this.waiting.push(entry);
+    });
+  }
+
+  /** Assign a CID and put the command on the wire. */
+  private dispatch(e: Entry): void {
+    const slot = this.freeSlots.pop()!;
+    const gen = (this.gens[slot]! + 1) & ((1 << (16 - this.slotBits)) - 1);
+    this.gens[slot] = gen;
+    e.slot = slot;
+    e.cid = (gen << this.slotBits) | slot;
+    this.slots[slot] = e;
+    this.inflight++;
+    const { sqe, data } = e.cmd;
+    setCid(sqe, e.cid);
+    const readLength = e.cmd.readLength ?? 0;
+    let inCapsule: Buffer | null = null;
+    if (data && data.length > 0) {
+      if (data.length <= this.inCapsuleBytes) {
+        writeSgl(sqe, inCapsuleSgl(data.length));
+        inCapsule = toBuffer(data);
+      } else {
+        writeSgl(sqe, transportSgl(data.length));
+      }
+    } else if (readLength > 0) {
+      writeSgl(sqe, transportSgl(readLength));
+      e.readBuf = e.opts?.readInto ?? Buffer.allocUnsafe(readLength);
+    } else {
+      writeSgl(sqe, transportSgl(0));
+    }
+    e.sent = true;
+    if (chStart.hasSubscribers) chStart.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, opcode: e.opcode });
+    this.send(encodePdu({ type: PduType.CapsuleCmd, sqe, data: inCapsule }, this.encodeOpts));
+  }
+
+  private send(bufs: Buffer[]): void {
+    for (const b of bufs) this.outbox.push(b);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  /** The drain loop: the only place that writes to the socket. One corked batch per tick. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const out = this.outbox;
+    if (out.length === 0 || this.socket.destroyed) return;
+    this.outbox = [];
+    this.socket.cork();
+    for (const b of out) this.socket.write(b);
+    this.socket.uncork();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this._state === 'closed') return;
+    let pdus: Pdu[];
+    try {
+      pdus = this.reader.push(chunk);
+    } catch (err) {
+      this.fatal(err as Error);
+      return;
+    }
+    for (const pdu of pdus) {
+      try {
+        this.handlePdu(pdu);
+      } catch (err) {
+        this.fatal(err as Error);
+        return;
+      }
+      if (this.state === 'closed') return;
+    }
+  }
+
+  private handlePdu(pdu: Pdu): void {
+    switch (pdu.type) {
+      case PduType.ICResp:
+        if (!this.icResolve || this._state !== 'connecting') throw new ProtocolError(`queue ${this.qid}: unexpected ICResp`, TermReqFes.PDU_SEQUENCE_ERROR);
+        this.icResolve(pdu);
+        this.icResolve = this.icReject = undefined;
+        return;
+      case PduType.C2HTermReq:
+        this.destroy(new TerminatedError(`queue ${this.qid}: controller terminated the connection: ${fesName(pdu.fes)} (FES ${pdu.fes}, FEI 0x${pdu.fei.toString(16)})`, pdu.fes, pdu.fei));
+        return;
+      case PduType.CapsuleResp:
+        this.onCapsuleResp(pdu.cqe);
+        return;
+      case PduType.C2HData:
+        this.onC2HData(pdu.cccid, pdu.datao, pdu.data, pdu.last, pdu.success, !!pdu.dataDigestError);
+        return;
+      case PduType.R2T:
+        this.onR2T(pdu.cccid, pdu.ttag, pdu.r2to, pdu.r2tl);
+        return;
+      default:
+        throw new ProtocolError(`queue ${this.qid}: unexpected PDU type 0x${pdu.type.toString(16)}`, TermReqFes.INVALID_HEADER_FIELD, 0);
+    }
+  }
+
+  private lookup(cid: number, what: string, fei: number): Entry {
+    if (this._state === 'connecting') throw new ProtocolError(`queue ${this.qid}: ${what} before ICResp`, TermReqFes.PDU_SEQUENCE_ERROR);
+    const slot = cid & ((1 << this.slotBits) - 1);
+    const e = slot < this.depth ? this.slots[slot] : undefined;
+    if (!e || e.cid !== cid) {
+      throw new ProtocolError(`queue ${this.qid}: ${what} for unknown command id ${cid}`, TermReqFes.INVALID_HEADER_FIELD, fei);
+    }
+    return e;
+  }
+
+  private onCapsuleResp(cqeBuf: Buffer): void {
+    const cqe = decodeCqe(cqeBuf);
+    const e = this.lookup(cqe.cid, 'completion', 8 + 12);
+    this.complete(e, cqe);
+  }
+
+  private onC2HData(cccid: number, datao: number, data: Buffer, last: boolean, success: boolean, digestError: boolean): void {
+    const e = this.lookup(cccid, 'C2HData', 8);
+    const buf = e.readBuf;
+    if (!buf) throw new ProtocolError(`queue ${this.qid}: C2HData for command ${cccid} (${e.cmd.name}) that reads no data`, TermReqFes.PDU_SEQUENCE_ERROR);
+    const readLength = e.cmd.readLength ?? 0;
+    if (datao !== e.received) {
+      throw new ProtocolError(`queue ${this.qid}: C2HData offset ${datao} for command ${cccid}, expected ${e.received}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
+    }
+    if (datao + data.length > readLength) {
+      throw new ProtocolError(`queue ${this.qid}: C2HData ${datao}+${data.length} exceeds the ${readLength}-byte transfer of command ${cccid}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 16);
+    }
+    data.copy(buf, datao);
+    e.received += data.length;
+    if (digestError && !e.error) e.error = new DigestError('data', 0, 0);
+    if (success) {
+      if (!last) throw new ProtocolError(`queue ${this.qid}: C2HData SUCCESS without LAST_PDU`, TermReqFes.INVALID_HEADER_FIELD, 1);
+      this.complete(e, { dw0: 0, dw1: 0, sqhd: 0, sqid: this.qid, cid: cccid, status: C2H_SUCCESS_STATUS });
+    }
+  }
+
+  private onR2T(cccid: number, ttag: number, r2to: number, r2tl: number): void {
+    const e = this.lookup(cccid, 'R2T', 8);
+    const data = e.cmd.data;
+    if (!data || data.length <= this.inCapsuleBytes) {
+      throw new ProtocolError(`queue ${this.qid}: R2T for command ${cccid} (${e.cmd.name}) that has no data to transfer`, TermReqFes.PDU_SEQUENCE_ERROR);
+    }
+    if (r2tl === 0 || r2to + r2tl > data.length) {
+      throw new ProtocolError(`queue ${this.qid}: R2T ${r2to}+${r2tl} outside the ${data.length}-byte transfer of command ${cccid}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
+    }
+    if (r2to !== e.r2tRequested) {
+      throw new ProtocolError(`queue ${this.qid}: R2T offset ${r2to} for command ${cccid}, expected ${e.r2tRequested}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
+    }
+    e.r2tRequested += r2tl;
+    const src = toBuffer(data);
+    const max = this.maxh2cdata > 0 ? this.maxh2cdata : r2tl;
+    const end = r2to + r2tl;
+    for (let off = r2to; off < end; off += max) {
+      const len = Math.min(max, end - off);
+      this.send(encodePdu({ type: PduType.H2CData, cccid, ttag, datao: off, last: off + len === end, data: src.subarray(off, off + len) }, this.encodeOpts));
+    }
+  }
+
+  /** The command is finished on the wire: free its slot and settle its promise if not already settled. */
+  private complete(e: Entry, cqe: Cqe): void {
+    this.slots[e.slot] = undefined;
+    this.freeSlots.push(e.slot);
+    this.inflight--;
+    if (!e.settled) {
+      e.settled = true;
+      this.detachAbort(e);
+      if (chEnd.hasSubscribers) chEnd.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, status: cqe.status });
+      const ok = cqeOk(cqe);
+      if (!ok && !e.opts?.allowStatusError) {
+        e.reject(statusError(cqe, { opcode: e.opcode, fctype: e.fctype >= 0 ? e.fctype : undefined, admin: this.qid === 0, command: e.cmd.name, qid: this.qid }));
+      } else if (ok && e.error) {
+        e.reject(e.error);
+      } else {
+        const readLength = e.cmd.readLength ?? 0;
+        let data: Buffer | undefined;
+        if (e.readBuf) {
+          data = e.readBuf.subarray(0, readLength);
+          // Never hand out uninitialised memory when the controller sent less than asked.
+          if (e.received < readLength) data.fill(0, e.received);
+        }
+        e.resolve({ cqe, data, received: e.received });
+      }
+    }
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.freeSlots.length > 0 && this.waitingHead < this.waiting.length && this._state !== 'closed') {
+      const next = this.waiting[this.waitingHead]!;
+      this.waiting[this.waitingHead++] = undefined as unknown as Entry;
+      if (next.settled) continue;
+      this.dispatch(next);
+    }
+    if (this.waitingHead > 1024 && this.waitingHead * 2 > this.waiting.length) {
+      this.waiting.splice(0, this.waitingHead);
+      this.waitingHead = 0;
+    }
+    if (this.inflight === 0 && this.waitingHead === this.waiting.length) {
+      const ws = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of ws) w();
+    }
+  }
+
+  private detachAbort(e: Entry): void {
+    if (e.onAbort) {
+      e.opts?.signal?.removeEventListener('abort', e.onAbort);
+      e.onAbort = undefined;
+    }
+  }
+
+  /**
+   * Settle a command early (timeout or abort). A command not yet sent is simply dropped; a sent one keeps its CID
+   * reserved until the controller finishes it, so a late completion is recognised and discarded.
+   */
+  private abortEntry(e: Entry, err: Error): void {
+    if (e.settled) return;
+    e.settled = true;
+    this.detachAbort(e);
+    e.reject(err);
+    if (!e.sent) this.pump();
+  }
+
+  private ensureSweep(): void {
+    if (this.sweepTimer) return;
+    this.sweepTimer = setInterval(() => this.sweep(), 100);
+    this.sweepTimer.unref();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    let pending = false;
+    for (const e of this.slots) {
+      if (!e || e.settled || !e.deadline) continue;
+      if (e.deadline <= now) this.abortEntry(e, new TimeoutError(`queue ${this.qid}: ${e.cmd.name} (cid ${e.cid}) timed out`));
+      else pending = true;
+    }
+    for (let i = this.waitingHead; i < this.waiting.length; i++) {
+      const e = this.waiting[i]!;
+      if (e.settled || !e.deadline) continue;
+      if (e.deadline <= now) this.abortEntry(e, new TimeoutError(`queue ${this.qid}: ${e.cmd.name} timed out waiting for a free queue slot`));
+      else pending = true;
+    }
+    if (!pending && this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
+  /** A fatal transport error: tell the controller with an H2CTermReq where the spec calls for one, then tear down. */
+  private fatal(err: Error): void {
+    debug('qid %d fatal: %s', this.qid, err.message);
+    if (err instanceof ProtocolError && this._state !== 'closed' && !this.socket.destroyed) {
+      const fes = err.fes;
+      if (fes >= 1 && fes <= 6) {
+        // The offending PDU header when the reader saw it; for errors found after decoding, the header is gone.
+        const header = this.reader.errorHeader ?? Buffer.alloc(0);
+        this.outbox.push(...encodePdu({ type: PduType.H2CTermReq, fes, fei: err.fei, data: header }, this.encodeOpts));
+        this.flush();
+        this.socket.end();
+      }
+    }
+    this.destroy(err);
+  }
+
+  /** Stop taking commands, wait until every command has finished, then close the connection. Idempotent. */
+  async close(): Promise<void> {
+    if (this._state === 'ready') {
+      this.transition('closing');
+      if (this.inflight > 0 || this.waitingHead < this.waiting.length) {
+        await new Promise<void>((r) => this.drainWaiters.push(r));
+      }
+      if (this.state === 'closing') {
+        this.finish(undefined);
+        this.flush();
+        this.socket.end();
+        const t = setTimeout(() => this.socket.destroy(), 2000);
+        t.unref();
+      }
+    } else if (this._state === 'connecting') {
+      this.destroy(new ConnectionClosedError(`queue ${this.qid}: closed while connecting`));
+    }
+    await this.closedPromise;
+  }
+
+  /** Fail every pending command now and close the socket. Idempotent. */
+  destroy(err?: Error): void {
+    if (this._state === 'closed') return;
+    this.finish(err ?? new ConnectionClosedError(`queue ${this.qid}: destroyed`));
+    this.socket.destroy();
+  }
+
+  private finish(err: Error | undefined): void {
+    this._state = 'closed';
+    this.closeError = err;
+    if (this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+    const failure = err ?? new ConnectionClosedError(`queue ${this.qid}: closed`);
+    for (let i = 0; i < this.slots.length; i++) {
+      const e = this.slots[i];
+      if (e) {
+        this.slots[i] = undefined;
+        this.abortEntry(e, failure);
+      }
+    }
+    for (let i = this.waitingHead; i < this.waiting.length; i++) this.abortEntry(this.waiting[i]!, failure);
+    this.waiting.length = 0;
+    this.waitingHead = 0;
+    this.inflight = 0;
+    const ws = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of ws) w();
+    if (this.icReject) this.icReject(failure);
+    this.icResolve = this.icReject = undefined;
+    const ls = this.closeListeners.splice(0);
+    for (const l of ls) l(err);
+  }
+}
+
+function toBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function abortError(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  if (reason instanceof NvmeofError) return reason;
+  return new AbortedError(reason instanceof Error ? `operation aborted: ${reason.message}` : 'operation aborted', { cause: reason });
+}
+
+const FES_NAMES: Record<number, string> = {
+  1: 'Invalid PDU Header Field',
+  2: 'PDU Sequence Error',
+  3: 'Header Digest Error',
+  4: 'Data Transfer Out of Range',
+  5: 'Data Transfer Limit Exceeded',
+  6: 'Unsupported Parameter',
+};
+
+/** The spec's name for a TermReq Fatal Error Status. */
+export function fesName(fes: number): string {
+  return FES_NAMES[fes] ?? `unknown fatal error status ${fes}`;
+}
+
+async function connectSocket(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
+  return new Promise<net.Socket>((resolve, reject) => {
+    const socket = net.connect({ host, port });
+    let done = false;
+    const finish = (err?: Error) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      socket.off('connect', onConnect);
+      socket.off('error', onError);
+      if (err) {
+        socket.destroy();
+        reject(err);
+      } else resolve(socket);
+    };
+    const onConnect = () => finish();
+    const onError = (err: Error) => finish(new ConnectionFailedError(`cannot connect to ${host}:${port}: ${err.message}`, { cause: err }));
+    const onAbort = () => finish(abortError(signal!));
+    const timer = setTimeout(() => finish(new TimeoutError(`TCP connect to ${host}:${port} timed out after ${timeoutMs} ms`)), timeoutMs);
+    socket.once('connect', onConnect);
+    socket.once('error', onError);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Race a promise against a timeout and an optional AbortSignal. */
+export async function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error, signal?: AbortSignal): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        if (ms > 0) timer = setTimeout(() => reject(onTimeout()), ms);
+        if (signal) {
+          if (signal.aborted) reject(abortError(signal));
+          onAbort = () => reject(abortError(signal));
+          signal.addEventListener('abort', onAbort, { once: true });
+        }
+      }),
+    ]);
+  } finally {
+    if (timer) clearTimeout(timer);
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+export { abortError };

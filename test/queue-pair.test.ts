@@ -1,0 +1,302 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { QueuePair } from '../src/transport/queue-pair.js';
+import * as cmds from '../src/protocol/commands.js';
+import { PduType, type C2HDataPdu, type CapsuleCmdPdu, type H2CDataPdu, type TermReqPdu } from '../src/protocol/pdu.js';
+import { makeStatus } from '../src/protocol/cqe.js';
+import { readSgl } from '../src/protocol/sgl.js';
+import { ScriptedPeer, cmdInfo } from './helpers/scripted-peer.js';
+import { ErrorCode, NvmeStatusError } from '../src/errors.js';
+
+let peer: ScriptedPeer;
+let qp: QueuePair | undefined;
+
+async function open(opts: Partial<Parameters<typeof QueuePair.open>[0]> = {}, peerOpts: ConstructorParameters<typeof ScriptedPeer>[0] = {}) {
+  peer = new ScriptedPeer(peerOpts);
+  const port = await peer.listen();
+  qp = await QueuePair.open({ host: '127.0.0.1', port, qid: 1, depth: 4, inCapsuleBytes: 8192, ...opts });
+  const conn = await peer.connection();
+  return { qp, conn };
+}
+
+beforeEach(() => {
+  qp = undefined;
+});
+afterEach(async () => {
+  qp?.destroy();
+  await peer?.close();
+});
+
+const readCmd = (blocks: number) => cmds.read({ nsid: 1, slba: 0n, nlb: blocks, blockSize: 512 });
+
+describe('QueuePair', () => {
+  it('negotiates digests and alignment from ICResp', async () => {
+    const { qp } = await open({ headerDigest: true, dataDigest: true }, { hdgst: true, ddgst: false, cpda: 3, maxh2cdata: 65536 });
+    expect(qp.hdgst).toBe(true);
+    expect(qp.ddgst).toBe(false);
+    expect(qp.cpda).toBe(3);
+    expect(qp.maxh2cdata).toBe(65536);
+  });
+
+  it('fails connect with a timeout when no ICResp arrives', async () => {
+    peer = new ScriptedPeer({ silent: true });
+    const port = await peer.listen();
+    await expect(QueuePair.open({ host: '127.0.0.1', port, qid: 0, depth: 2, connectTimeout: 200 })).rejects.toMatchObject({ code: ErrorCode.TIMEOUT });
+  });
+
+  it('fails connect with CONNECTION_FAILED when nothing listens', async () => {
+    peer = new ScriptedPeer();
+    const port = await peer.listen();
+    await peer.close();
+    await expect(QueuePair.open({ host: '127.0.0.1', port, qid: 0, depth: 2 })).rejects.toMatchObject({ code: ErrorCode.CONNECTION_FAILED });
+  });
+
+  it('pipelines up to the depth and queues the rest in order', async () => {
+    const { qp, conn } = await open({ depth: 4 });
+    const results = Array.from({ length: 10 }, () => qp.submit(cmds.keepAlive()));
+    const first = await conn.commands(4);
+    await new Promise((r) => setTimeout(r, 50));
+    // Nothing beyond the depth is on the wire.
+    expect(conn.received.filter((p) => p.type === PduType.CapsuleCmd)).toHaveLength(0);
+    expect(qp.outstanding).toBe(4);
+    expect(qp.queued).toBe(6);
+    const cids = first.map((c) => cmdInfo(c).cid);
+    expect(new Set(cids).size).toBe(4);
+    // Complete out of order.
+    for (const cid of [...cids].reverse()) conn.respond(cid);
+    const rest = await conn.commands(4);
+    for (const c of rest) conn.respond(cmdInfo(c).cid);
+    const last = await conn.commands(2);
+    for (const c of last) conn.respond(cmdInfo(c).cid);
+    const done = await Promise.all(results);
+    expect(done).toHaveLength(10);
+    expect(qp.outstanding).toBe(0);
+  });
+
+  it('assembles C2HData by offset and completes on SUCCESS without a CapsuleResp', async () => {
+    const { qp, conn } = await open();
+    const p = qp.submit(readCmd(8));
+    const [c] = await conn.commands(1);
+    const { cid } = cmdInfo(c!);
+    expect(readSgl(c!.sqe)).toMatchObject({ kind: 'transport-data-block', length: 4096 });
+    const payload = randomBytes(4096);
+    conn.send({ type: PduType.C2HData, cccid: cid, datao: 0, last: false, success: false, data: payload.subarray(0, 1000) });
+    conn.send({ type: PduType.C2HData, cccid: cid, datao: 1000, last: false, success: false, data: payload.subarray(1000, 3000) });
+    conn.send({ type: PduType.C2HData, cccid: cid, datao: 3000, last: true, success: true, data: payload.subarray(3000) });
+    const res = await p;
+    expect(res.received).toBe(4096);
+    expect(Buffer.compare(res.data!, payload)).toBe(0);
+  });
+
+  it('reads into a caller buffer without copying it elsewhere', async () => {
+    const { qp, conn } = await open();
+    const target = Buffer.alloc(8192, 0xee);
+    const view = target.subarray(4096);
+    const p = qp.submit(readCmd(8), { readInto: view });
+    const [c] = await conn.commands(1);
+    const payload = randomBytes(4096);
+    conn.send({ type: PduType.C2HData, cccid: cmdInfo(c!).cid, datao: 0, last: true, success: false, data: payload });
+    conn.respond(cmdInfo(c!).cid);
+    const res = await p;
+    expect(res.data!.buffer).toBe(target.buffer);
+    expect(Buffer.compare(target.subarray(4096), payload)).toBe(0);
+    expect(target[0]).toBe(0xee);
+  });
+
+  it('sends small writes in-capsule', async () => {
+    const { qp, conn } = await open({ inCapsuleBytes: 8192 });
+    const data = randomBytes(4096);
+    const p = qp.submit(cmds.write({ nsid: 1, slba: 0n, data, blockSize: 512 }));
+    const [c] = await conn.commands(1);
+    expect(readSgl(c!.sqe)).toMatchObject({ kind: 'data-block', length: 4096 });
+    expect(Buffer.compare(c!.data!, data)).toBe(0);
+    conn.respond(cmdInfo(c!).cid);
+    await p;
+  });
+
+  it('sends large writes by R2T, split at MAXH2CDATA, honouring each R2T', async () => {
+    const { qp, conn } = await open({ inCapsuleBytes: 0, dataDigest: true, headerDigest: true }, { maxh2cdata: 4096, hdgst: true, ddgst: true });
+    const data = randomBytes(20480);
+    const p = qp.submit(cmds.write({ nsid: 1, slba: 0n, data, blockSize: 512 }));
+    const [c] = await conn.commands(1);
+    expect(c!.data).toBeNull();
+    const { cid } = cmdInfo(c!);
+    const got = Buffer.alloc(data.length);
+    // Two R2Ts: 0..12288 and 12288..20480.
+    conn.send({ type: PduType.R2T, cccid: cid, ttag: 7, r2to: 0, r2tl: 12288 });
+    const first: H2CDataPdu[] = [];
+    for (let i = 0; i < 3; i++) first.push(await conn.next<H2CDataPdu>((x) => x.type === PduType.H2CData));
+    expect(first.map((d) => [d.datao, d.data.length, d.last, d.ttag])).toEqual([
+      [0, 4096, false, 7],
+      [4096, 4096, false, 7],
+      [8192, 4096, true, 7],
+    ]);
+    conn.send({ type: PduType.R2T, cccid: cid, ttag: 8, r2to: 12288, r2tl: 8192 });
+    const second: H2CDataPdu[] = [];
+    for (let i = 0; i < 2; i++) second.push(await conn.next<H2CDataPdu>((x) => x.type === PduType.H2CData));
+    for (const d of [...first, ...second]) {
+      expect(d.dataDigestError).toBeFalsy();
+      d.data.copy(got, d.datao);
+    }
+    expect(second.at(-1)!.last).toBe(true);
+    expect(Buffer.compare(got, data)).toBe(0);
+    conn.respond(cid);
+    await p;
+  });
+
+  it('rejects an error status with NvmeStatusError naming the status', async () => {
+    const { qp, conn } = await open();
+    const p = qp.submit(readCmd(1));
+    const [c] = await conn.commands(1);
+    conn.respond(cmdInfo(c!).cid, makeStatus(0, 0x80, { dnr: true }));
+    const err = await p.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NvmeStatusError);
+    expect(err).toMatchObject({ code: ErrorCode.STATUS, sct: 0, sc: 0x80, dnr: true, qid: 1 });
+    expect((err as Error).message).toMatch(/LBA Out of Range/i);
+  });
+
+  it('terminates the queue with an H2CTermReq on a CQE for an unknown CID and fails everything pending', async () => {
+    const { qp, conn } = await open();
+    const a = qp.submit(cmds.keepAlive()).catch((e: unknown) => e);
+    const b = qp.submit(readCmd(1)).catch((e: unknown) => e);
+    await conn.commands(2);
+    conn.respond(0x7777);
+    const term = await conn.next<TermReqPdu>((p) => p.type === PduType.H2CTermReq);
+    expect(term.fes).toBe(1);
+    expect(term.fei).toBe(20);
+    expect(await a).toMatchObject({ code: ErrorCode.PROTOCOL });
+    expect(await b).toMatchObject({ code: ErrorCode.PROTOCOL });
+    expect(qp.state).toBe('closed');
+    await expect(qp.submit(cmds.keepAlive())).rejects.toMatchObject({ code: ErrorCode.PROTOCOL });
+  });
+
+  it('treats C2HData beyond the transfer as fatal (data transfer out of range)', async () => {
+    const { qp, conn } = await open();
+    const p = qp.submit(readCmd(1)).catch((e: unknown) => e);
+    const [c] = await conn.commands(1);
+    conn.send({ type: PduType.C2HData, cccid: cmdInfo(c!).cid, datao: 0, last: true, success: false, data: Buffer.alloc(1024) });
+    const term = await conn.next<TermReqPdu>((x) => x.type === PduType.H2CTermReq);
+    expect(term.fes).toBe(4);
+    expect(await p).toMatchObject({ code: ErrorCode.PROTOCOL });
+  });
+
+  it('reports a C2HTermReq as TERMINATED', async () => {
+    const { qp, conn } = await open();
+    const p = qp.submit(cmds.keepAlive());
+    await conn.commands(1);
+    conn.send({ type: PduType.C2HTermReq, fes: 2, fei: 0, data: Buffer.alloc(0) });
+    await expect(p).rejects.toMatchObject({ code: ErrorCode.TERMINATED, fes: 2 });
+  });
+
+  it('fails a command with a data digest error without killing the queue', async () => {
+    const { qp, conn } = await open({ dataDigest: true }, { ddgst: true });
+    const p = qp.submit(readCmd(1));
+    const [c] = await conn.commands(1);
+    const { cid } = cmdInfo(c!);
+    // Build a C2HData with a wrong data digest by corrupting the encoded digest bytes.
+    const { encodePdu } = await import('../src/protocol/pdu.js');
+    const bufs = encodePdu({ type: PduType.C2HData, cccid: cid, datao: 0, last: true, success: false, data: Buffer.alloc(512, 1) }, { hdgst: false, ddgst: true });
+    const bad = Buffer.concat(bufs);
+    bad[bad.length - 1]! ^= 0xff;
+    conn.sendRaw(bad);
+    conn.respond(cid);
+    await expect(p).rejects.toMatchObject({ code: ErrorCode.DIGEST });
+    const q = qp.submit(cmds.keepAlive());
+    const [k] = await conn.commands(1);
+    conn.respond(cmdInfo(k!).cid);
+    await q;
+    expect(qp.state).toBe('ready');
+  });
+
+  it('times out a command, keeps its CID reserved, and discards the late completion', async () => {
+    const { qp, conn } = await open({ depth: 1 });
+    const p = qp.submit(cmds.keepAlive(), { timeout: 150 });
+    const [c] = await conn.commands(1);
+    await expect(p).rejects.toMatchObject({ code: ErrorCode.TIMEOUT });
+    const q = qp.submit(cmds.keepAlive());
+    await new Promise((r) => setTimeout(r, 50));
+    expect(qp.queued).toBe(1); // slot still reserved by the timed-out command
+    conn.respond(cmdInfo(c!).cid); // late completion: discarded, frees the slot
+    const [d] = await conn.commands(1);
+    expect(cmdInfo(d!).cid).not.toBe(cmdInfo(c!).cid); // generation bits changed
+    conn.respond(cmdInfo(d!).cid);
+    await q;
+    expect(qp.state).toBe('ready');
+  });
+
+  it('aborts a queued command through AbortSignal without sending it', async () => {
+    const { qp, conn } = await open({ depth: 1 });
+    const first = qp.submit(cmds.keepAlive());
+    const ac = new AbortController();
+    const second = qp.submit(cmds.keepAlive(), { signal: ac.signal });
+    ac.abort(new Error('changed my mind'));
+    await expect(second).rejects.toMatchObject({ code: ErrorCode.ABORTED });
+    const [c] = await conn.commands(1);
+    conn.respond(cmdInfo(c!).cid);
+    await first;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(conn.received.filter((p) => p.type === PduType.CapsuleCmd)).toHaveLength(0);
+  });
+
+  it('rejects an already-aborted signal before sending', async () => {
+    const { qp } = await open();
+    await expect(qp.submit(cmds.keepAlive(), { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: ErrorCode.ABORTED });
+    expect(qp.outstanding).toBe(0);
+  });
+
+  it('fails pending commands with CONNECTION_CLOSED when the peer goes away', async () => {
+    const { qp, conn } = await open();
+    const p = qp.submit(readCmd(1));
+    await conn.commands(1);
+    conn.socket.destroy();
+    await expect(p).rejects.toMatchObject({ code: ErrorCode.CONNECTION_CLOSED });
+    await qp.closed;
+    expect(qp.state).toBe('closed');
+  });
+
+  it('close() drains in-flight commands, then closes; destroy() fails the rest; both idempotent', async () => {
+    const { qp, conn } = await open();
+    const p = qp.submit(cmds.keepAlive());
+    const [c] = await conn.commands(1);
+    const closing = qp.close();
+    await expect(qp.submit(cmds.keepAlive())).rejects.toMatchObject({ code: ErrorCode.INVALID_STATE });
+    conn.respond(cmdInfo(c!).cid);
+    await p;
+    await closing;
+    await qp.close();
+    qp.destroy();
+    expect(qp.state).toBe('closed');
+  });
+
+  it('validates arguments before sending', async () => {
+    const { qp } = await open();
+    await expect(qp.submit({ sqe: Buffer.alloc(10), name: 'bad' })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+    await expect(qp.submit(readCmd(8), { readInto: Buffer.alloc(10) })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+  });
+
+  it('keeps many commands in flight across split socket writes', async () => {
+    const { qp, conn } = await open({ depth: 32 });
+    const n = 200;
+    const ps = Array.from({ length: n }, () => qp.submit(readCmd(1)));
+    let done = 0;
+    while (done < n) {
+      const [c] = await conn.commands(1);
+      const { cid } = cmdInfo(c!);
+      const bufs = (await import('../src/protocol/pdu.js')).encodePdu(
+        { type: PduType.C2HData, cccid: cid, datao: 0, last: true, success: true, data: Buffer.alloc(512, cid & 0xff) },
+        { hdgst: false, ddgst: false },
+      );
+      // Deliver one byte at a time for some commands, to exercise reassembly.
+      const all = Buffer.concat(bufs);
+      if (done % 17 === 0) for (const byte of all) conn.sendRaw(Buffer.from([byte]));
+      else conn.sendRaw(all);
+      done++;
+    }
+    const res = await Promise.all(ps);
+    expect(res).toHaveLength(n);
+    for (const r of res) expect(r.received).toBe(512);
+  });
+});
+
+// Make TS happy about unused type-only imports in some configurations.
+export type _Unused = C2HDataPdu | CapsuleCmdPdu;
