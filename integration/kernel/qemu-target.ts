@@ -1,0 +1,526 @@
+/**
+ * The Linux kernel NVMe/TCP target (nvmet-tcp) for integration tests: Debian's kernel booted under QEMU (TCG)
+ * with a busybox initramfs that builds a fixed nvmet topology (see guest/nvmet-setup.sh) and serves a shell
+ * control channel on guest port 5555. Both guest ports are forwarded to ephemeral ports on 127.0.0.1.
+ *
+ * Node built-ins only. `prepare.sh` (run on every start; fast when the cache is current) installs the host
+ * packages and builds the kernel + initramfs cache.
+ */
+import { spawn, execFile } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, openSync, readSync, closeSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Subsystem that admits any host: ns 1 = 64 MiB brd RAM disk (512 B blocks), ns 2 = 16 MiB tmpfs file (4 KiB blocks). */
+export const OPEN_NQN = 'nqn.2014-08.org.nvmexpress:nvmf-test-open';
+/** Subsystem that admits only {@link ALLOWED_HOST_NQN}: ns 1 = 64 MiB brd RAM disk. */
+export const RESTRICTED_NQN = 'nqn.2014-08.org.nvmexpress:nvmf-test-restricted';
+/** The one host NQN allowed into {@link RESTRICTED_NQN}. */
+export const ALLOWED_HOST_NQN = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001';
+/** Well-known discovery subsystem NQN, served by the kernel on the same port. */
+export const DISCOVERY_NQN = 'nqn.2014-08.org.nvmexpress.discovery';
+/** The guest's address on QEMU's user-mode network (what discovery log entries carry). */
+export const GUEST_ADDR = '10.0.2.15';
+/** Guest TCP port of nvmet port 1. */
+export const GUEST_NVME_PORT = 4420;
+/** Guest TCP port of the shell control channel. */
+export const GUEST_CONTROL_PORT = 5555;
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..', '..');
+/** Default cache directory for the kernel image and initramfs. */
+export const DEFAULT_CACHE_DIR = process.env.NVMEOF_KERNEL_CACHE ?? path.join(REPO, '.cache', 'kernel-target');
+
+/** Result of a command run in the guest. */
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** Exit status of the command (as `$?` in the guest shell). */
+  code: number;
+}
+
+/** Options for {@link guestExec}. */
+export interface ExecOptions {
+  /** Time limit for the whole exchange; default 60 s. */
+  timeoutMs?: number;
+}
+
+/** A running kernel target. */
+export interface KernelTarget {
+  /** Always '127.0.0.1'. */
+  host: string;
+  /** Host port forwarded to the guest's nvmet port (4420). */
+  port: number;
+  /** Host port forwarded to the guest's control channel (5555). */
+  ctlPort: number;
+  openNqn: string;
+  restrictedNqn: string;
+  allowedHostNqn: string;
+  discoveryNqn: string;
+  /** Guest kernel release (`uname -r`). */
+  kernelVersion: string;
+  /** Milliseconds from spawning QEMU to ready. */
+  bootMs: number;
+  /** Runs `cmd` with the guest's /bin/sh (busybox ash), stdin /dev/null. */
+  exec(cmd: string, opts?: ExecOptions): Promise<ExecResult>;
+  /** Kills QEMU, waits for it to exit and removes the temporary files. Idempotent. */
+  stop(): Promise<void>;
+  /** Path of the serial console log (kernel messages, nvmet's connect/disconnect lines). */
+  consoleLog(): string;
+}
+
+/** Options for {@link startKernelTarget}. */
+export interface StartKernelTargetOptions {
+  cacheDir?: string;
+  /** Time limit from spawning QEMU to ready; default 120 s. */
+  bootTimeoutMs?: number;
+  /** Guest memory; default 512 MiB. */
+  memoryMiB?: number;
+}
+
+/** Thrown when the target cannot be prepared or started. The message's first line says why. */
+export class KernelTargetError extends Error {
+  override name = 'KernelTargetError';
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Control channel client
+// ---------------------------------------------------------------------------------------------------------------
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** The guest closed the connection without a byte: nothing ran (its listener refused it); safe to retry. */
+class NotServedError extends KernelTargetError {}
+
+/** Concurrent control connections per endpoint from this process (the guest listener's backlog is small). */
+const MAX_CONCURRENT_EXECS = 4;
+const slots = new Map<string, { active: number; waiting: Array<() => void> }>();
+
+async function withSlot<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  let s = slots.get(key);
+  if (!s) slots.set(key, (s = { active: 0, waiting: [] }));
+  const slot = s;
+  if (slot.active >= MAX_CONCURRENT_EXECS) await new Promise<void>((resolve) => slot.waiting.push(resolve));
+  slot.active++;
+  try {
+    return await fn();
+  } finally {
+    slot.active--;
+    slot.waiting.shift()?.();
+  }
+}
+
+/**
+ * Runs `cmd` in the guest over the control channel at host:ctlPort. One TCP connection per call; calls may run
+ * concurrently and from any process. The command text is passed verbatim (a quoted here-document) to a fresh
+ * /bin/sh with stdin /dev/null; stdout and stderr are returned separately, byte-exact (decoded as UTF-8).
+ * Rejects with {@link KernelTargetError} on timeout (the guest command may still be running then).
+ */
+export async function guestExec(host: string, ctlPort: number, cmd: string, opts: ExecOptions = {}): Promise<ExecResult> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const deadline = Date.now() + timeoutMs;
+  return withSlot(`${host}:${ctlPort}`, async () => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await execOnce(host, ctlPort, cmd, Math.max(1, deadline - Date.now()), timeoutMs);
+      } catch (e) {
+        if (!(e instanceof NotServedError) || attempt >= 20 || Date.now() + 100 >= deadline) throw e;
+        await sleep(Math.min(50 * attempt, 500));
+      }
+    }
+  });
+}
+
+function execOnce(host: string, ctlPort: number, cmd: string, remainingMs: number, timeoutMs: number): Promise<ExecResult> {
+  const token = randomBytes(8).toString('hex');
+  const marker = `__NVMEOF_RESULT_${token}__`;
+  const delim = `__NVMEOF_CMD_${token}__`;
+  const body = cmd.endsWith('\n') ? cmd : `${cmd}\n`;
+  const t = `/tmp/.ctl-${token}`;
+  // The guest shell reads this script from the socket. The command goes to a file (so its syntax errors are its
+  // own), runs with stdin /dev/null (so it cannot eat the script), and its output comes back length-prefixed.
+  const script =
+    `cat >${t}.sh <<'${delim}'\n${body}${delim}\n` +
+    `/bin/sh ${t}.sh </dev/null >${t}.out 2>${t}.err\n` +
+    `rc=$?\n` +
+    `echo "${marker} $rc $(wc -c <${t}.out) $(wc -c <${t}.err)"\n` +
+    `cat ${t}.out ${t}.err\n` +
+    `rm -f ${t}.sh ${t}.out ${t}.err\n` +
+    `exit 0\n`;
+  const what = `guest exec ${JSON.stringify(cmd.length > 200 ? `${cmd.slice(0, 200)}...` : cmd)}`;
+
+  return new Promise<ExecResult>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let done = false;
+    const sock = net.connect({ host, port: ctlPort });
+    const finish = (err: Error | null, result?: ExecResult): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(result!);
+    };
+    const timer = setTimeout(
+      () => finish(new KernelTargetError(`${what} timed out after ${timeoutMs} ms`)),
+      remainingMs,
+    );
+    // The result once the header line and both payloads have arrived; null until then.
+    const parse = (): ExecResult | null => {
+      const buf = Buffer.concat(chunks, received);
+      const at = buf.indexOf(marker);
+      if (at < 0) return null;
+      const eol = buf.indexOf(0x0a, at);
+      if (eol < 0) return null;
+      const header = buf.toString('latin1', at + marker.length, eol).trim();
+      const m = /^(\d+) (\d+) (\d+)$/.exec(header.replace(/\s+/g, ' '));
+      if (!m) throw new KernelTargetError(`${what}: malformed result header ${JSON.stringify(header)}`);
+      const [code, outLen, errLen] = [Number(m[1]), Number(m[2]), Number(m[3])];
+      const start = eol + 1;
+      if (buf.length < start + outLen + errLen) return null;
+      return {
+        stdout: buf.toString('utf8', start, start + outLen),
+        stderr: buf.toString('utf8', start + outLen, start + outLen + errLen),
+        code,
+      };
+    };
+    const check = (closed: boolean): void => {
+      let result: ExecResult | null;
+      try {
+        result = parse();
+      } catch (e) {
+        finish(e as Error);
+        return;
+      }
+      if (result) finish(null, result);
+      else if (closed && received === 0) finish(new NotServedError(`${what}: control channel closed the connection unserved`));
+      else if (closed) {
+        const got = Buffer.concat(chunks, received).toString('utf8').slice(0, 500);
+        finish(new KernelTargetError(`${what}: control channel closed before the result (got ${JSON.stringify(got)})`));
+      }
+    };
+    sock.on('connect', () => sock.end(script));
+    sock.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      received += chunk.length;
+      check(false);
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      if (received === 0 && (e.code === 'ECONNRESET' || e.code === 'ECONNREFUSED' || e.code === 'EPIPE')) {
+        finish(new NotServedError(`${what}: ${e.message}`));
+      } else finish(new KernelTargetError(`${what}: ${e.message}`));
+    });
+    sock.on('close', () => check(true));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// NVMe/TCP liveness probe
+// ---------------------------------------------------------------------------------------------------------------
+
+/**
+ * Sends an NVMe/TCP ICReq (PFV 0, no digests) to host:port and waits for an ICResp; resolves with the 128-byte
+ * ICResp. Used to tell a listening nvmet port from QEMU's port forwarder (which accepts connections even when
+ * nothing listens in the guest).
+ */
+export function probeNvmeTcp(host: string, port: number, timeoutMs = 10_000): Promise<Buffer> {
+  const icreq = Buffer.alloc(128);
+  icreq[0] = 0x00; // PDU type: ICReq
+  icreq[2] = 128; // HLEN
+  icreq.writeUInt32LE(128, 4); // PLEN
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let received = 0;
+    let done = false;
+    const sock = net.connect({ host, port });
+    const finish = (err: Error | null, resp?: Buffer): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(resp!);
+    };
+    const timer = setTimeout(() => finish(new KernelTargetError(`no ICResp from ${host}:${port} within ${timeoutMs} ms`)), timeoutMs);
+    sock.on('connect', () => sock.write(icreq));
+    sock.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      received += chunk.length;
+      if (received < 128) return;
+      const resp = Buffer.concat(chunks, received).subarray(0, 128);
+      if (resp[0] !== 0x01 || resp.readUInt32LE(4) !== 128) {
+        finish(new KernelTargetError(`unexpected reply to ICReq from ${host}:${port}: ${resp.subarray(0, 8).toString('hex')}`));
+      } else finish(null, resp);
+    });
+    sock.on('error', (e) => finish(new KernelTargetError(`ICReq to ${host}:${port}: ${e.message}`)));
+    sock.on('close', () => finish(new KernelTargetError(`${host}:${port} closed the connection after ${received} bytes of ICResp`)));
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Prepare and start
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Runs prepare.sh (install missing packages, build or reuse the cache). Resolves with its log lines. */
+export function prepareKernelTarget(cacheDir: string = DEFAULT_CACHE_DIR): Promise<string> {
+  const script = path.join(HERE, 'prepare.sh');
+  return new Promise((resolve, reject) => {
+    execFile('bash', [script, cacheDir], { maxBuffer: 16 * 1024 * 1024, timeout: 600_000 }, (err, stdout, stderr) => {
+      const out = `${stdout}${stderr}`.trim();
+      if (err) {
+        const lines = out.split('\n').filter((l) => l.trim() !== '');
+        const why = [...lines].reverse().find((l) => l.startsWith('prepare: error:'))?.slice('prepare: error: '.length)
+          ?? lines.at(-1) ?? err.message.split('\n')[0];
+        reject(new KernelTargetError(`prepare.sh failed: ${why}\n${tail(out, 40)}`));
+      }
+      else resolve(out);
+    });
+  });
+}
+
+/** Live QEMU processes of this Node process, killed on exit. */
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+}
+
+/** Picks a free TCP port on 127.0.0.1 (bind to port 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => (port ? resolve(port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function tail(text: string, lines: number): string {
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+function readTail(file: string, maxBytes = 64 * 1024): string {
+  try {
+    const size = statSync(file).size;
+    const len = Math.min(size, maxBytes);
+    const buf = Buffer.alloc(len);
+    const fd = openSync(file, 'r');
+    try {
+      readSync(fd, buf, 0, len, size - len);
+    } finally {
+      closeSync(fd);
+    }
+    return buf.toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
+function findExecutable(name: string): string | null {
+  for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    const p = path.join(dir, name);
+    if (dir && existsSync(p)) return p;
+  }
+  return null;
+}
+
+interface Booted {
+  child: ChildProcess;
+  exited: Promise<void>;
+  port: number;
+  ctlPort: number;
+}
+
+/** Signals the host-forward failure QEMU reports when a chosen port was taken in the meantime. */
+class PortRaceError extends Error {}
+
+/**
+ * Boots the kernel target and waits until it serves NVMe/TCP: console marker NVMET-READY, a working control
+ * channel, and an ICResp from the forwarded nvmet port. Throws {@link KernelTargetError} with the console tail when
+ * anything fails or the boot time limit passes. The QEMU process dies with this Node process.
+ */
+export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Promise<KernelTarget> {
+  const cacheDir = opts.cacheDir ?? DEFAULT_CACHE_DIR;
+  const bootTimeoutMs = opts.bootTimeoutMs ?? 120_000;
+  const memoryMiB = opts.memoryMiB ?? 512;
+
+  await prepareKernelTarget(cacheDir);
+  const qemuBin = findExecutable('qemu-system-x86_64');
+  if (!qemuBin) throw new KernelTargetError('qemu-system-x86_64 not found after prepare.sh');
+
+  const tmp = mkdtempSync(path.join(tmpdir(), 'nvmeof-kernel-'));
+  const consolePath = path.join(tmp, 'console.log');
+  const stderrPath = path.join(tmp, 'qemu-stderr.log');
+  const setpriv = findExecutable('setpriv');
+  installExitHook();
+
+  const boot = async (): Promise<Booted> => {
+    const port = await freePort();
+    let ctlPort = await freePort();
+    while (ctlPort === port) ctlPort = await freePort();
+    const args = [
+      '-name', 'nvmeof-kernel-target',
+      '-accel', 'tcg', '-M', 'pc', '-cpu', 'max', '-smp', '1', '-m', String(memoryMiB),
+      '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
+      '-kernel', path.join(cacheDir, 'vmlinuz'),
+      '-initrd', path.join(cacheDir, 'initramfs.cpio'),
+      '-append', `console=ttyS0 panic=-1 mitigations=off guest_ip=${GUEST_ADDR}/24 guest_gw=10.0.2.2`,
+      '-serial', `file:${consolePath}`,
+      '-monitor', 'none',
+      '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:${GUEST_NVME_PORT},hostfwd=tcp:127.0.0.1:${ctlPort}-:${GUEST_CONTROL_PORT}`,
+      '-device', 'virtio-net-pci,netdev=n0',
+    ];
+    // setpriv --pdeathsig: the kernel kills QEMU if this process dies without running its exit hooks.
+    const [cmd, argv] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', qemuBin, ...args]] : [qemuBin, args];
+    const errFd = openSync(stderrPath, 'w');
+    const child = spawn(cmd, argv, { stdio: ['ignore', 'ignore', errFd], detached: false });
+    closeSync(errFd);
+    live.add(child);
+    child.unref();
+    const exited = new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      child.once('exit', () => resolve());
+      child.once('error', () => resolve());
+    });
+    void exited.then(() => live.delete(child));
+    return { child, exited, port, ctlPort };
+  };
+
+  const started = Date.now();
+  const deadline = started + bootTimeoutMs;
+  let booted: Booted | null = null;
+  const failure = (why: string): KernelTargetError => {
+    const qemuErr = readTail(stderrPath, 4096).trim();
+    const consoleTail = tail(readTail(consolePath).trimEnd(), 40);
+    return new KernelTargetError(
+      `${why}\n` +
+        (qemuErr ? `--- qemu stderr ---\n${qemuErr}\n` : '') +
+        `--- console tail (${consolePath}) ---\n${consoleTail || '(empty)'}`,
+    );
+  };
+  const kill = async (b: Booted): Promise<void> => {
+    b.child.kill('SIGTERM');
+    const t = setTimeout(() => b.child.kill('SIGKILL'), 5000);
+    await b.exited;
+    clearTimeout(t);
+  };
+
+  try {
+    for (let attempt = 1; ; attempt++) {
+      booted = await boot();
+      try {
+        await waitReady(booted);
+        break;
+      } catch (e) {
+        await kill(booted);
+        if (e instanceof PortRaceError && attempt < 3) continue;
+        throw e;
+      }
+    }
+  } catch (e) {
+    // Keep the temporary directory: its console log is named in the error.
+    if (e instanceof KernelTargetError) throw e;
+    throw failure(`kernel target failed to start: ${(e as Error).message}`);
+  }
+
+  async function waitReady(b: Booted): Promise<void> {
+    let qemuExited = false;
+    void b.exited.then(() => (qemuExited = true));
+    const checkAlive = (): void => {
+      if (!qemuExited) return;
+      const err = readTail(stderrPath, 4096);
+      if (/host forwarding|hostfwd|Could not set up/i.test(err)) throw new PortRaceError(err.trim());
+      throw failure(`QEMU exited during boot (code ${b.child.exitCode ?? b.child.signalCode})`);
+    };
+    const remaining = (): number => deadline - Date.now();
+    const timedOut = (stage: string): KernelTargetError =>
+      failure(`kernel target not ready after ${bootTimeoutMs} ms (${stage})`);
+
+    // 1. Console marker.
+    for (;;) {
+      checkAlive();
+      const text = readTail(consolePath, 16 * 1024);
+      const failed = /NVMET-FAILED: ?(.*)/.exec(text);
+      if (failed) throw failure(`guest setup failed: ${failed[1]}`);
+      if (text.includes('NVMET-READY')) break;
+      if (/Kernel panic/.test(text)) throw failure('guest kernel panic');
+      if (remaining() <= 0) throw timedOut('waiting for NVMET-READY on the console');
+      await sleep(100);
+    }
+    // 2. Control channel (busybox init starts the listener right after the setup script).
+    let lastErr = '';
+    for (;;) {
+      checkAlive();
+      try {
+        const r = await guestExec('127.0.0.1', b.ctlPort, 'test -d /sys/kernel/config/nvmet/ports/1 && uname -r', {
+          timeoutMs: Math.max(1000, Math.min(15_000, remaining())),
+        });
+        if (r.code === 0) break;
+        lastErr = `exit ${r.code}: ${r.stderr.trim()}`;
+      } catch (e) {
+        lastErr = (e as Error).message;
+      }
+      if (remaining() <= 0) throw timedOut(`control channel: ${lastErr}`);
+      await sleep(200);
+    }
+    // 3. nvmet answers an ICReq through the forwarded port.
+    for (;;) {
+      checkAlive();
+      try {
+        await probeNvmeTcp('127.0.0.1', b.port, Math.max(1000, Math.min(15_000, remaining())));
+        break;
+      } catch (e) {
+        lastErr = (e as Error).message;
+      }
+      if (remaining() <= 0) throw timedOut(`NVMe/TCP port: ${lastErr}`);
+      await sleep(200);
+    }
+  }
+
+  const b = booted!;
+  const bootMs = Date.now() - started;
+  const kernelVersion = (await guestExec('127.0.0.1', b.ctlPort, 'uname -r')).stdout.trim();
+  let stopped: Promise<void> | null = null;
+  return {
+    host: '127.0.0.1',
+    port: b.port,
+    ctlPort: b.ctlPort,
+    openNqn: OPEN_NQN,
+    restrictedNqn: RESTRICTED_NQN,
+    allowedHostNqn: ALLOWED_HOST_NQN,
+    discoveryNqn: DISCOVERY_NQN,
+    kernelVersion,
+    bootMs,
+    exec: (cmd, o) => guestExec('127.0.0.1', b.ctlPort, cmd, o),
+    consoleLog: () => consolePath,
+    stop: () => {
+      stopped ??= (async () => {
+        await kill(b);
+        rmSync(tmp, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** Reads the whole console log of a target (convenience for assertions on kernel messages). */
+export function readConsole(target: Pick<KernelTarget, 'consoleLog'>): string {
+  try {
+    return readFileSync(target.consoleLog(), 'utf8');
+  } catch {
+    return '';
+  }
+}
