@@ -34,6 +34,8 @@ export const ErrorCode = {
   CONTROLLER: 'NVMEOF_ERR_CONTROLLER',
   /** No usable path is left (multipath). */
   NO_PATH: 'NVMEOF_ERR_NO_PATH',
+  /** The controller does not support the requested command or feature (e.g. ONCS lacks Compare); nothing was sent. */
+  UNSUPPORTED: 'NVMEOF_ERR_UNSUPPORTED',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -216,6 +218,12 @@ export class ControllerError extends NvmeofError {
 export class NoPathError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.NO_PATH, message, options);
+  }
+}
+
+export class UnsupportedError extends NvmeofError {
+  constructor(message: string, options?: NvmeofErrorOptions) {
+    super(ErrorCode.UNSUPPORTED, message, options);
   }
 }
 

@@ -24,7 +24,7 @@ import { statusError } from '../protocol/status.js';
 import { cqeOk } from '../protocol/cqe.js';
 import { FABRICS_OPCODE, FabricsType, Property } from '../protocol/constants.js';
 import { validateNqn } from '../protocol/nqn.js';
-import { parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, parseNsIdDescriptors, mdtsBytes, type IdentifyController } from '../protocol/identify.js';
+import { parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, parseNsIdDescriptors, mdtsBytes, type IdentifyController, type OncsFlags } from '../protocol/identify.js';
 import { QueuePair, withTimeout, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
 import { resolveHostIdentity, type HostIdentity } from './identity.js';
 import { Namespace } from './namespace.js';
@@ -57,8 +57,15 @@ export interface ConnectOptions {
   connectTimeout?: number;
   /** Default per-command timeout in ms (0 = none). Default 30000. */
   commandTimeout?: number;
+  /**
+   * Largest data transfer per command in bytes; larger requests are split. Default 1 MiB, further limited by the
+   * controller's MDTS. Also bounds the C2HData PDU size the host accepts.
+   */
+  maxTransferSize?: number;
   signal?: AbortSignal;
 }
+
+const DEFAULT_MAX_TRANSFER = 1024 * 1024;
 
 export type ControllerState = 'connecting' | 'live' | 'closing' | 'closed';
 
@@ -81,8 +88,8 @@ export class Controller {
   identity!: IdentifyController;
   /** Keep Alive Timeout in ms as negotiated (0 = disabled). */
   readonly kato: number;
-  /** Largest data transfer per command in bytes (from MDTS), or null when unlimited. */
-  maxTransferBytes: number | null = null;
+  /** Largest data transfer per command in bytes: the smaller of `maxTransferSize` and the controller's MDTS. */
+  maxTransferBytes: number = DEFAULT_MAX_TRANSFER;
 
   private readonly opts: ConnectOptions;
   private admin!: QueuePair;
@@ -122,6 +129,16 @@ export class Controller {
     return this._state;
   }
 
+  /** Optional NVM commands supported (Identify Controller ONCS), used to refuse unsupported commands before sending. */
+  get oncs(): OncsFlags | undefined {
+    return this.identity?.decoded.oncs;
+  }
+
+  /** Digests negotiated on the admin queue (I/O queues negotiate the same). */
+  get digests(): { header: boolean; data: boolean } {
+    return { header: !!this.admin?.hdgst, data: !!this.admin?.ddgst };
+  }
+
   /** Number of I/O queues connected. */
   get ioQueueCount(): number {
     return this.ioqs.length;
@@ -146,6 +163,8 @@ export class Controller {
       dataDigest: this.opts.dataDigest,
       connectTimeout: this.opts.connectTimeout,
       commandTimeout: this.opts.commandTimeout,
+      // A C2HData PDU never carries more than one command's transfer; allow headroom for admin reads (log pages).
+      maxC2HData: Math.max(this.opts.maxTransferSize ?? DEFAULT_MAX_TRANSFER, DEFAULT_MAX_TRANSFER),
       signal: this.opts.signal,
     };
   }
@@ -180,7 +199,9 @@ export class Controller {
     await this.enable();
 
     this.identity = parseIdentifyController((await this.adminCommand(cmds.identifyController())).data!);
-    this.maxTransferBytes = mdtsBytes(this.identity.mdts, this.cap.mpsmin);
+    const mdts = mdtsBytes(this.identity.mdts, this.cap.mpsmin);
+    const cap = this.opts.maxTransferSize ?? DEFAULT_MAX_TRANSFER;
+    this.maxTransferBytes = mdts === null ? cap : Math.min(cap, mdts);
 
     const wanted = this.opts.ioQueues ?? Math.min(4, availableParallelism());
     if (wanted > 0) {
@@ -338,15 +359,21 @@ export class Controller {
     }
     this._state = 'closing';
     this.stopKeepAlive();
+    let failure: Error | undefined;
     try {
       await Promise.all(this.ioqs.map((q) => q.close()));
       await this.shutdown();
       await this.admin.close();
     } catch (err) {
-      debug('close: %s', (err as Error).message);
+      failure = err as Error;
+      debug('close: %s', failure.message);
+      for (const q of this.ioqs) q.destroy(failure);
+      this.admin.destroy(failure);
     } finally {
       this.finish(undefined);
     }
+    // The connections are gone either way; tell the caller when the orderly shutdown did not complete.
+    if (failure) throw failure;
   }
 
   private async shutdown(): Promise<void> {
@@ -414,6 +441,7 @@ function validateConnectOptions(o: ConnectOptions): void {
   intRange('adminQueueSize', o.adminQueueSize, 1, 4095);
   intRange('connectTimeout', o.connectTimeout, 1, 3_600_000);
   intRange('commandTimeout', o.commandTimeout, 0, 3_600_000);
+  intRange('maxTransferSize', o.maxTransferSize, 4096, 64 * 1024 * 1024);
 }
 
 /** Connect to an NVMe-oF subsystem over TCP and bring the controller up. */

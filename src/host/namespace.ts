@@ -6,15 +6,18 @@
  * limit) are split into several commands that run concurrently across the I/O queues.
  */
 import { Buffer } from 'node:buffer';
-import { InvalidArgumentError, NvmeStatusError } from '../errors.js';
+import { InvalidArgumentError, NvmeStatusError, UnsupportedError } from '../errors.js';
 import * as cmds from '../protocol/commands.js';
-import type { IdentifyNamespace, NsIdDescriptor } from '../protocol/identify.js';
+import type { IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import type { NvmeCommand } from '../protocol/commands.js';
 
 /** What the namespace needs from its controller (kept narrow so that multipath can provide it too). */
 export interface NamespaceOwner {
-  readonly maxTransferBytes: number | null;
+  /** Largest data transfer per command in bytes. */
+  readonly maxTransferBytes: number;
+  /** Optional NVM commands the controller supports (Identify Controller ONCS); absent = assume supported. */
+  readonly oncs?: OncsFlags;
   ioCommand(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion>;
 }
 
@@ -73,7 +76,7 @@ export class Namespace {
     this.nguid = nguid?.toString('hex');
     this.eui64 = eui64?.toString('hex');
     this.uuid = uuid ? formatUuidHex(uuid.toString('hex')) : undefined;
-    const mdtsBlocks = owner.maxTransferBytes === null ? MAX_NLB : Math.floor(owner.maxTransferBytes / this.blockSize);
+    const mdtsBlocks = Math.floor(owner.maxTransferBytes / this.blockSize);
     this.maxBlocksPerCommand = Math.max(1, Math.min(MAX_NLB, mdtsBlocks));
   }
 
@@ -117,6 +120,7 @@ export class Namespace {
 
   /** Write zeroes to `blocks` blocks at `lba`, optionally letting the controller deallocate them. */
   async writeZeroes(lba: bigint | number, blocks: number, opts?: IoOptions & { deallocate?: boolean; fua?: boolean }): Promise<void> {
+    this.requireOncs('writeZeroes', 'writeZeroes');
     const slba = this.checkRange('writeZeroes', lba, blocks);
     await this.forEachChunk(slba, blocks, (l, n) => this.owner.ioCommand(cmds.writeZeroes({ nsid: this.nsid, slba: l, nlb: n, deac: opts?.deallocate, fua: opts?.fua }), opts), MAX_NLB);
   }
@@ -124,6 +128,7 @@ export class Namespace {
   /** Deallocate (trim) ranges with Dataset Management. */
   async deallocate(ranges: LbaRange[], opts?: IoOptions): Promise<void> {
     if (!Array.isArray(ranges) || ranges.length === 0) throw new InvalidArgumentError('deallocate needs at least one range');
+    this.requireOncs('deallocate', 'dsm');
     const entries: { slba: bigint; nlb: number }[] = [];
     for (const r of ranges) {
       const slba = this.checkRange('deallocate', r.lba, r.blocks, 0xffffffff);
@@ -139,6 +144,7 @@ export class Namespace {
    * other errors reject.
    */
   async compare(lba: bigint | number, data: Uint8Array, opts?: IoOptions): Promise<boolean> {
+    this.requireOncs('compare', 'compare');
     const blocks = this.blocksOf('compare', data);
     const slba = this.checkRange('compare', lba, blocks);
     const bs = this.blockSize;
@@ -155,8 +161,17 @@ export class Namespace {
 
   /** Verify the integrity of `blocks` blocks at `lba` without transferring data. */
   async verify(lba: bigint | number, blocks: number, opts?: IoOptions): Promise<void> {
+    this.requireOncs('verify', 'verify');
     const slba = this.checkRange('verify', lba, blocks);
     await this.forEachChunk(slba, blocks, (l, n) => this.owner.ioCommand(cmds.verify({ nsid: this.nsid, slba: l, nlb: n }), opts), MAX_NLB);
+  }
+
+  /** Reject, before sending, a command the controller says (in ONCS) it does not implement. */
+  private requireOncs(op: string, flag: 'compare' | 'writeZeroes' | 'dsm' | 'verify'): void {
+    const oncs = this.owner.oncs;
+    if (oncs && !oncs[flag]) {
+      throw new UnsupportedError(`${op}: the controller does not support this command (Identify Controller ONCS.${flag} is 0)`);
+    }
   }
 
   private blocksOf(op: string, data: Uint8Array): number {
