@@ -1,6 +1,6 @@
 #!/bin/bash
-# Prepare everything the kernel NVMe/TCP target needs: host packages (QEMU, busybox-static, cpio, kmod) and a
-# cache directory holding Debian's kernel image plus an initramfs with the nvmet modules and the guest scripts.
+# Prepare everything the kernel NVMe/TCP target needs: host packages (QEMU, busybox-static, cpio, kmod, iproute2)
+# and a cache directory holding Debian's kernel image plus an initramfs with the nvmet modules and the guest scripts.
 #
 # Usage: integration/kernel/prepare.sh [CACHE_DIR]     (default: <repo>/.cache/kernel-target,
 #                                                       or $NVMEOF_KERNEL_CACHE when set)
@@ -41,6 +41,7 @@ command -v cpio >/dev/null || need+=(cpio)
 command -v depmod >/dev/null && command -v modprobe >/dev/null || need+=(kmod)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v xz >/dev/null || need+=(xz-utils)
+command -v ip >/dev/null || need+=(iproute2)   # in-netns.sh: network namespace and TAP device
 if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "missing packages (${need[*]}) and not root: install them with apt-get"
   apt_update
@@ -122,11 +123,11 @@ depmod -b "$kroot" "$kver"
 
 # Modules to load at boot, in this order (dependencies first, resolved by modprobe --show-depends).
 # virtio_net: the guest NIC; configfs: nvmet's control plane; crc32c: NVMe/TCP header and data digests;
-# nvmet/nvmet-tcp: the target; brd: RAM disks.
-boot_modules=(virtio_pci virtio_net configfs crc32c_generic crc32c-intel nvmet nvmet-tcp brd)
-# Shipped but not loaded (the guest can `modprobe` them): loop devices, and the kernel's own NVMe/TCP host,
-# which lets a test check the target from inside the guest.
-extra_modules=(loop nvme-tcp)
+# nvmet/nvmet-tcp: the target; brd: RAM disks; loop: namespaces made by nvmet-ctl ns-add.
+boot_modules=(virtio_pci virtio_net configfs crc32c_generic crc32c-intel nvmet nvmet-tcp brd loop)
+# Shipped but not loaded (the guest can `modprobe` it): the kernel's own NVMe/TCP host, which lets a test check
+# the target from inside the guest.
+extra_modules=(nvme-tcp)
 root="$work/root"
 mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,srv,run,root,lib/modules/"$kver"}
 : >"$root/etc/modules.load"
@@ -172,6 +173,7 @@ ln -s /bin/busybox "$root/init"
 install -m 0644 "$here/guest/inittab" "$root/etc/inittab"
 install -m 0755 "$here/guest/rcS" "$root/etc/rcS"
 install -m 0755 "$here/guest/nvmet-setup.sh" "$root/etc/nvmet-setup.sh"
+install -m 0755 "$here/guest/nvmet-ctl" "$root/bin/nvmet-ctl"
 echo "$kver" >"$root/etc/kernel-version"
 
 (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) >"$work/initramfs.cpio"

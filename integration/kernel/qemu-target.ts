@@ -1,7 +1,14 @@
 /**
  * The Linux kernel NVMe/TCP target (nvmet-tcp) for integration tests: Debian's kernel booted under QEMU (TCG)
  * with a busybox initramfs that builds a fixed nvmet topology (see guest/nvmet-setup.sh) and serves a shell
- * control channel on guest port 5555. Both guest ports are forwarded to ephemeral ports on 127.0.0.1.
+ * control channel on guest port 5555 (with /bin/nvmet-ctl to change the topology at run time).
+ *
+ * Two network modes:
+ * - TAP (when started inside the network namespace made by in-netns.sh, which sets NVMEOF_TAP etc.): QEMU uses the
+ *   namespace's TAP device and the guest takes NVMEOF_GUEST_ADDR on its subnet. Tests connect to the guest address
+ *   and its real ports, so every address in a discovery log (subsystem entries and referrals) is reachable.
+ * - user (otherwise): QEMU user-mode networking forwards each guest port to an ephemeral port on 127.0.0.1.
+ *   Discovery log entries then carry the guest's own address (10.0.2.15), which the host cannot reach.
  *
  * Node built-ins only. `prepare.sh` (run on every start; fast when the cache is current) installs the host
  * packages and builds the kernel + initramfs cache.
@@ -21,14 +28,107 @@ export const OPEN_NQN = 'nqn.2014-08.org.nvmexpress:nvmf-test-open';
 export const RESTRICTED_NQN = 'nqn.2014-08.org.nvmexpress:nvmf-test-restricted';
 /** The one host NQN allowed into {@link RESTRICTED_NQN}. */
 export const ALLOWED_HOST_NQN = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-000000000001';
-/** Well-known discovery subsystem NQN, served by the kernel on the same port. */
+/** Well-known discovery subsystem NQN, served by the kernel on every port. */
 export const DISCOVERY_NQN = 'nqn.2014-08.org.nvmexpress.discovery';
-/** The guest's address on QEMU's user-mode network (what discovery log entries carry). */
-export const GUEST_ADDR = '10.0.2.15';
+/**
+ * Subsystem that admits any host, exposed on nvmet ports 1 and 2: ns 1 = 16 MiB (512 B blocks) in ANA group 2,
+ * ns 2 = 8 MiB (512 B blocks) in ANA group 3. See {@link MULTIPATH_ANA_GROUPS}.
+ */
+export const MULTIPATH_NQN = 'nqn.2014-08.org.nvmexpress:nvmf-test-multipath';
+/**
+ * Subsystem that admits no host, linked to the discovery port only so that nvmet listens there (nvmet listens on a
+ * port only while a subsystem is linked to it). It never appears in a discovery log.
+ */
+export const ANCHOR_NQN = 'nqn.2014-08.org.nvmexpress:nvmf-test-discovery-anchor';
+/** The guest's address on QEMU's user-mode network (what discovery log entries carry in user mode). */
+export const USER_NET_GUEST_ADDR = '10.0.2.15';
 /** Guest TCP port of nvmet port 1. */
 export const GUEST_NVME_PORT = 4420;
+/** Guest TCP port of nvmet port 2. */
+export const GUEST_NVME_PORT_2 = 4421;
+/** Guest TCP port of nvmet port 3, the discovery port. */
+export const GUEST_DISCOVERY_PORT = 8009;
 /** Guest TCP port of the shell control channel. */
 export const GUEST_CONTROL_PORT = 5555;
+
+/** ANA state names as nvmet's configfs spells them (`ports/N/ana_groups/G/ana_state`). */
+export type AnaStateName = 'optimized' | 'non-optimized' | 'inaccessible' | 'persistent-loss' | 'change';
+
+/** One ANA group of {@link MULTIPATH_NQN} and its state at boot on each I/O port. */
+export interface AnaGroupInfo {
+  /** ANA group ID (ANAGRPID). */
+  grpid: number;
+  /** Namespaces of the multipath subsystem in this group. */
+  nsids: number[];
+  /** State at boot as seen through nvmet port 1 (`nvme1`) and port 2 (`nvme2`). */
+  initialState: { nvme1: AnaStateName; nvme2: AnaStateName };
+}
+
+/**
+ * ANA groups of {@link MULTIPATH_NQN}. Group 1 (nvmet's default group, holding the open and restricted
+ * subsystems' namespaces) is optimized on every port and is left alone, so ANA tests never disturb other tests.
+ */
+export const MULTIPATH_ANA_GROUPS: readonly AnaGroupInfo[] = [
+  { grpid: 2, nsids: [1], initialState: { nvme1: 'optimized', nvme2: 'non-optimized' } },
+  { grpid: 3, nsids: [2], initialState: { nvme1: 'non-optimized', nvme2: 'optimized' } },
+];
+
+/** An nvmet port and how the tests reach it. */
+export interface TargetPort {
+  /** nvmet port ID: configfs `ports/<portid>`, `nvmet-ctl` port argument, PORTID in discovery log entries. */
+  portid: number;
+  /** TCP port nvmet listens on in the guest (TRSVCID in discovery log entries). */
+  guestPort: number;
+  /** Address the tests connect to: the guest address (TAP) or 127.0.0.1 (user mode). */
+  host: string;
+  /** TCP port the tests connect to: `guestPort` (TAP) or the forwarded loopback port (user mode). */
+  port: number;
+}
+
+/** The target's nvmet ports. */
+export interface TargetPorts {
+  /** nvmet port 1, guest 4420: open, restricted and multipath subsystems; refers to port 2. */
+  nvme1: TargetPort;
+  /** nvmet port 2, guest 4421: multipath subsystem. */
+  nvme2: TargetPort;
+  /** nvmet port 3, guest 8009: discovery only; refers to ports 1 and 2. */
+  discovery: TargetPort;
+}
+
+/** The TAP link prepared by in-netns.sh (or by a caller) for QEMU. */
+export interface TapNetwork {
+  /** TAP device name, in the current network namespace. */
+  tap: string;
+  /** Name of the network namespace, when known. */
+  netns: string | null;
+  /** Address of the TAP device (the test process's side of the link). */
+  hostAddr: string;
+  /** Address the guest takes on the link. */
+  guestAddr: string;
+  /** Prefix length of the link's subnet. */
+  prefixLen: number;
+}
+
+/**
+ * The TAP link described by in-netns.sh's environment (NVMEOF_TAP, NVMEOF_TAP_HOST_ADDR, NVMEOF_GUEST_ADDR,
+ * NVMEOF_NET_PREFIXLEN, NVMEOF_NETNS), or null when NVMEOF_TAP is unset.
+ */
+export function tapNetworkFromEnv(env: NodeJS.ProcessEnv = process.env): TapNetwork | null {
+  const tap = env.NVMEOF_TAP;
+  if (!tap) return null;
+  const guestAddr = env.NVMEOF_GUEST_ADDR;
+  const hostAddr = env.NVMEOF_TAP_HOST_ADDR;
+  if (!guestAddr || !hostAddr || !net.isIPv4(guestAddr) || !net.isIPv4(hostAddr)) {
+    throw new KernelTargetError(
+      `NVMEOF_TAP=${tap} needs IPv4 NVMEOF_GUEST_ADDR and NVMEOF_TAP_HOST_ADDR (got ${JSON.stringify(guestAddr)}, ${JSON.stringify(hostAddr)})`,
+    );
+  }
+  const prefixLen = Number(env.NVMEOF_NET_PREFIXLEN ?? 24);
+  if (!Number.isInteger(prefixLen) || prefixLen < 8 || prefixLen > 30) {
+    throw new KernelTargetError(`NVMEOF_NET_PREFIXLEN must be 8..30, got ${JSON.stringify(env.NVMEOF_NET_PREFIXLEN)}`);
+  }
+  return { tap, netns: env.NVMEOF_NETNS || null, hostAddr, guestAddr, prefixLen };
+}
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -51,16 +151,32 @@ export interface ExecOptions {
 
 /** A running kernel target. */
 export interface KernelTarget {
-  /** Always '127.0.0.1'. */
+  /** Address of nvmet port 1 (= `ports.nvme1.host`): the guest address (TAP) or '127.0.0.1' (user mode). */
   host: string;
-  /** Host port forwarded to the guest's nvmet port (4420). */
+  /** TCP port of nvmet port 1 (= `ports.nvme1.port`): 4420 (TAP) or a forwarded loopback port (user mode). */
   port: number;
-  /** Host port forwarded to the guest's control channel (5555). */
+  /** TCP port of the control channel on `host`: 5555 (TAP) or a forwarded loopback port (user mode). */
   ctlPort: number;
+  /** 'tap': on the TAP link of a test network namespace; 'user': QEMU user-mode networking. */
+  network: 'tap' | 'user';
+  /** Why the target runs on user-mode networking ('' in TAP mode). */
+  userNetReason: string;
+  /** Network namespace the target's TAP link lives in (TAP mode, when known), else null. */
+  netns: string | null;
+  /** The guest's own address: what discovery log entries and referrals carry. */
+  guestAddr: string;
+  /** True when every address in the discovery log is reachable from the test process (TAP mode). */
+  discoveryReachable: boolean;
+  /** nvmet ports: see {@link TargetPorts}. */
+  ports: TargetPorts;
   openNqn: string;
   restrictedNqn: string;
   allowedHostNqn: string;
   discoveryNqn: string;
+  /** {@link MULTIPATH_NQN}. */
+  multipathNqn: string;
+  /** {@link MULTIPATH_ANA_GROUPS}. */
+  anaGroups: AnaGroupInfo[];
   /** Guest kernel release (`uname -r`). */
   kernelVersion: string;
   /** Milliseconds from spawning QEMU to ready. */
@@ -80,6 +196,11 @@ export interface StartKernelTargetOptions {
   bootTimeoutMs?: number;
   /** Guest memory; default 512 MiB. */
   memoryMiB?: number;
+  /**
+   * 'user' for user-mode networking, or a TAP link; default: the link in-netns.sh describes in the environment
+   * ({@link tapNetworkFromEnv}), else user-mode networking.
+   */
+  network?: 'user' | TapNetwork;
 }
 
 /** Thrown when the target cannot be prepared or started. The message's first line says why. */
@@ -340,22 +461,45 @@ function findExecutable(name: string): string | null {
 interface Booted {
   child: ChildProcess;
   exited: Promise<void>;
+  /** Where the tests reach the guest's ports. */
+  host: string;
   port: number;
+  port2: number;
+  discoveryPort: number;
   ctlPort: number;
 }
 
 /** Signals the host-forward failure QEMU reports when a chosen port was taken in the meantime. */
 class PortRaceError extends Error {}
 
+/** `n` distinct free loopback ports. */
+async function freePorts(n: number): Promise<number[]> {
+  const ports: number[] = [];
+  while (ports.length < n) {
+    const p = await freePort();
+    if (!ports.includes(p)) ports.push(p);
+  }
+  return ports;
+}
+
 /**
  * Boots the kernel target and waits until it serves NVMe/TCP: console marker NVMET-READY, a working control
- * channel, and an ICResp from the forwarded nvmet port. Throws {@link KernelTargetError} with the console tail when
- * anything fails or the boot time limit passes. The QEMU process dies with this Node process.
+ * channel, and an ICResp from each nvmet port. Throws {@link KernelTargetError} with the console tail when anything
+ * fails or the boot time limit passes. The QEMU process dies with this Node process.
  */
 export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Promise<KernelTarget> {
   const cacheDir = opts.cacheDir ?? DEFAULT_CACHE_DIR;
   const bootTimeoutMs = opts.bootTimeoutMs ?? 120_000;
   const memoryMiB = opts.memoryMiB ?? 512;
+  const tapNet = opts.network === 'user' ? null : (opts.network ?? tapNetworkFromEnv());
+  const userNetReason = tapNet
+    ? ''
+    : opts.network === 'user'
+      ? 'user-mode networking requested'
+      : process.env.NVMEOF_NETNS_UNAVAILABLE
+        ? `no test network namespace: ${process.env.NVMEOF_NETNS_UNAVAILABLE}`
+        : 'not started through integration/kernel/in-netns.sh (NVMEOF_TAP unset)';
+  const guestAddr = tapNet ? tapNet.guestAddr : USER_NET_GUEST_ADDR;
 
   await prepareKernelTarget(cacheDir);
   const qemuBin = findExecutable('qemu-system-x86_64');
@@ -368,20 +512,44 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
   installExitHook();
 
   const boot = async (): Promise<Booted> => {
-    const port = await freePort();
-    let ctlPort = await freePort();
-    while (ctlPort === port) ctlPort = await freePort();
+    let where: Omit<Booted, 'child' | 'exited'>;
+    let netArgs: string[];
+    let ipArgs: string;
+    if (tapNet) {
+      where = {
+        host: tapNet.guestAddr,
+        port: GUEST_NVME_PORT,
+        port2: GUEST_NVME_PORT_2,
+        discoveryPort: GUEST_DISCOVERY_PORT,
+        ctlPort: GUEST_CONTROL_PORT,
+      };
+      netArgs = [
+        '-netdev', `tap,id=n0,ifname=${tapNet.tap},script=no,downscript=no`,
+        '-device', 'virtio-net-pci,netdev=n0,mac=52:54:00:6e:76:02',
+      ];
+      ipArgs = `guest_ip=${tapNet.guestAddr}/${tapNet.prefixLen} guest_gw=none`;
+    } else {
+      const [port, port2, discoveryPort, ctlPort] = (await freePorts(4)) as [number, number, number, number];
+      where = { host: '127.0.0.1', port, port2, discoveryPort, ctlPort };
+      const fwd = [
+        [port, GUEST_NVME_PORT],
+        [port2, GUEST_NVME_PORT_2],
+        [discoveryPort, GUEST_DISCOVERY_PORT],
+        [ctlPort, GUEST_CONTROL_PORT],
+      ].map(([h, g]) => `hostfwd=tcp:127.0.0.1:${h}-:${g}`);
+      netArgs = ['-netdev', `user,id=n0,${fwd.join(',')}`, '-device', 'virtio-net-pci,netdev=n0'];
+      ipArgs = `guest_ip=${USER_NET_GUEST_ADDR}/24 guest_gw=10.0.2.2`;
+    }
     const args = [
       '-name', 'nvmeof-kernel-target',
       '-accel', 'tcg', '-M', 'pc', '-cpu', 'max', '-smp', '1', '-m', String(memoryMiB),
       '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
       '-kernel', path.join(cacheDir, 'vmlinuz'),
       '-initrd', path.join(cacheDir, 'initramfs.cpio'),
-      '-append', `console=ttyS0 panic=-1 mitigations=off guest_ip=${GUEST_ADDR}/24 guest_gw=10.0.2.2`,
+      '-append', `console=ttyS0 panic=-1 mitigations=off ${ipArgs}`,
       '-serial', `file:${consolePath}`,
       '-monitor', 'none',
-      '-netdev', `user,id=n0,hostfwd=tcp:127.0.0.1:${port}-:${GUEST_NVME_PORT},hostfwd=tcp:127.0.0.1:${ctlPort}-:${GUEST_CONTROL_PORT}`,
-      '-device', 'virtio-net-pci,netdev=n0',
+      ...netArgs,
     ];
     // setpriv --pdeathsig: the kernel kills QEMU if this process dies without running its exit hooks.
     const [cmd, argv] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', qemuBin, ...args]] : [qemuBin, args];
@@ -396,7 +564,7 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
       child.once('error', () => resolve());
     });
     void exited.then(() => live.delete(child));
-    return { child, exited, port, ctlPort };
+    return { child, exited, ...where };
   };
 
   const started = Date.now();
@@ -442,8 +610,9 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
     const checkAlive = (): void => {
       if (!qemuExited) return;
       const err = readTail(stderrPath, 4096);
-      if (/host forwarding|hostfwd|Could not set up/i.test(err)) throw new PortRaceError(err.trim());
-      throw failure(`QEMU exited during boot (code ${b.child.exitCode ?? b.child.signalCode})`);
+      if (!tapNet && /host forwarding|hostfwd|Could not set up/i.test(err)) throw new PortRaceError(err.trim());
+      const hint = tapNet && /tun|tap/i.test(err) ? ` (TAP device ${tapNet.tap}: is it in this network namespace and free?)` : '';
+      throw failure(`QEMU exited during boot (code ${b.child.exitCode ?? b.child.signalCode})${hint}`);
     };
     const remaining = (): number => deadline - Date.now();
     const timedOut = (stage: string): KernelTargetError =>
@@ -465,7 +634,7 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
     for (;;) {
       checkAlive();
       try {
-        const r = await guestExec('127.0.0.1', b.ctlPort, 'test -d /sys/kernel/config/nvmet/ports/1 && uname -r', {
+        const r = await guestExec(b.host, b.ctlPort, 'test -d /sys/kernel/config/nvmet/ports/1 && uname -r', {
           timeoutMs: Math.max(1000, Math.min(15_000, remaining())),
         });
         if (r.code === 0) break;
@@ -473,38 +642,53 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
       } catch (e) {
         lastErr = (e as Error).message;
       }
-      if (remaining() <= 0) throw timedOut(`control channel: ${lastErr}`);
+      if (remaining() <= 0) throw timedOut(`control channel at ${b.host}:${b.ctlPort}: ${lastErr}`);
       await sleep(200);
     }
-    // 3. nvmet answers an ICReq through the forwarded port.
-    for (;;) {
-      checkAlive();
-      try {
-        await probeNvmeTcp('127.0.0.1', b.port, Math.max(1000, Math.min(15_000, remaining())));
-        break;
-      } catch (e) {
-        lastErr = (e as Error).message;
+    // 3. nvmet answers an ICReq on every port.
+    for (const port of [b.port, b.port2, b.discoveryPort]) {
+      for (;;) {
+        checkAlive();
+        try {
+          await probeNvmeTcp(b.host, port, Math.max(1000, Math.min(15_000, remaining())));
+          break;
+        } catch (e) {
+          lastErr = (e as Error).message;
+        }
+        if (remaining() <= 0) throw timedOut(`NVMe/TCP port: ${lastErr}`);
+        await sleep(200);
       }
-      if (remaining() <= 0) throw timedOut(`NVMe/TCP port: ${lastErr}`);
-      await sleep(200);
     }
   }
 
   const b = booted!;
   const bootMs = Date.now() - started;
-  const kernelVersion = (await guestExec('127.0.0.1', b.ctlPort, 'uname -r')).stdout.trim();
+  const kernelVersion = (await guestExec(b.host, b.ctlPort, 'uname -r')).stdout.trim();
+  const port = (portid: number, guestPort: number, hostPort: number): TargetPort => ({ portid, guestPort, host: b.host, port: hostPort });
   let stopped: Promise<void> | null = null;
   return {
-    host: '127.0.0.1',
+    host: b.host,
     port: b.port,
     ctlPort: b.ctlPort,
+    network: tapNet ? 'tap' : 'user',
+    userNetReason,
+    netns: tapNet?.netns ?? null,
+    guestAddr,
+    discoveryReachable: tapNet !== null,
+    ports: {
+      nvme1: port(1, GUEST_NVME_PORT, b.port),
+      nvme2: port(2, GUEST_NVME_PORT_2, b.port2),
+      discovery: port(3, GUEST_DISCOVERY_PORT, b.discoveryPort),
+    },
     openNqn: OPEN_NQN,
     restrictedNqn: RESTRICTED_NQN,
     allowedHostNqn: ALLOWED_HOST_NQN,
     discoveryNqn: DISCOVERY_NQN,
+    multipathNqn: MULTIPATH_NQN,
+    anaGroups: MULTIPATH_ANA_GROUPS.map((g) => ({ ...g, nsids: [...g.nsids], initialState: { ...g.initialState } })),
     kernelVersion,
     bootMs,
-    exec: (cmd, o) => guestExec('127.0.0.1', b.ctlPort, cmd, o),
+    exec: (cmd, o) => guestExec(b.host, b.ctlPort, cmd, o),
     consoleLog: () => consolePath,
     stop: () => {
       stopped ??= (async () => {
