@@ -4,6 +4,7 @@ export default defineConfig({
   entry: {
     index: 'src/index.ts',
     'protocol/index': 'src/protocol/index.ts',
+    'target/index': 'src/target/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,

@@ -16,3 +16,4 @@ export * from './commands.js';
 export * from './nqn.js';
 export * from './identify.js';
 export * from './logpages.js';
+export * from './reservations.js';
