@@ -14,6 +14,62 @@ export * from './errors.js';
 export { connect, Controller, type ConnectOptions, type ControllerState } from './host/controller.js';
 export { Namespace, type IoOptions, type WriteOptions, type LbaRange, type NamespaceOwner } from './host/namespace.js';
 export { resolveHostIdentity, type HostIdentity, type HostIdentityOptions } from './host/identity.js';
+export { type ReadLogOptions } from './host/controller.js';
+export {
+  AsyncEventType,
+  AsyncEventConfig,
+  NoticeEvent,
+  decodeAsyncEvent,
+  asyncEventName,
+  type AsyncEventInfo,
+  type AsyncEventStatus,
+  type ControllerEvent,
+  type ControllerEventType,
+  type ControllerEventBase,
+  type ControllerEventIterator,
+  type BoundedEventIterator,
+  type EventIteratorOptions,
+  type AnaChangeEvent,
+  type NamespaceChangedEvent,
+  type DiscoveryChangeEvent,
+  type ErrorStatusEvent,
+  type SmartEvent,
+  type FirmwareActivationEvent,
+  type ReservationEvent,
+  type OverflowEvent,
+  type OtherEvent,
+} from './host/events.js';
+export {
+  toAnaStateName,
+  anaStateUsable,
+  type AnaStateName,
+  type AnaNamespaceChange,
+  type AnaGroupChange,
+} from './host/ana.js';
+export {
+  discover,
+  readDiscoveryLog,
+  watchDiscovery,
+  DiscoveryWatcher,
+  discoveryEntryKey,
+  toDiscoveryEntry,
+  DISCOVERY_PORT,
+  type DiscoverOptions,
+  type DiscoveryResult,
+  type DiscoveryEntry,
+  type DiscoveryAddress,
+  type DiscoveryLogSnapshot,
+  type DiscoveryWalkError,
+  type VisitedDiscoveryController,
+  type ReadDiscoveryLogOptions,
+  type WatchDiscoveryOptions,
+  type DiscoveryChangeReport,
+  type DiscoveryWatchEvent,
+  type TransportName,
+  type AddressFamilyName,
+  type TcpSecurityName,
+} from './host/discovery.js';
+export * from './multipath/index.js';
 export {
   QueuePair,
   fesName,

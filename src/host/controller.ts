@@ -5,6 +5,7 @@
  * CSTS.RDY (bounded by CAP.TO), Identify Controller, Set Features Number of Queues, then one Connect per I/O queue
  * carrying the CNTLID the admin Connect returned. Keep Alive runs on the admin queue at half of KATO.
  */
+import { Buffer } from 'node:buffer';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { debuglog } from 'node:util';
@@ -22,12 +23,32 @@ import type { NvmeCommand } from '../protocol/commands.js';
 import { decodeCap, decodeCsts, decodeVs, encodeCc, type Cap } from '../protocol/properties.js';
 import { statusError } from '../protocol/status.js';
 import { cqeOk } from '../protocol/cqe.js';
-import { FABRICS_OPCODE, FabricsType, Property } from '../protocol/constants.js';
-import { validateNqn } from '../protocol/nqn.js';
-import { parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, parseNsIdDescriptors, mdtsBytes, type IdentifyController, type OncsFlags } from '../protocol/identify.js';
-import { QueuePair, withTimeout, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
+import { FABRICS_OPCODE, FabricsType, Property, StatusCodeType } from '../protocol/constants.js';
+import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
+import { ControllerType, parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, parseNsIdDescriptors, mdtsBytes, type IdentifyController, type OncsFlags } from '../protocol/identify.js';
+import type { AnaLog } from '../protocol/logpages.js';
+import { QueuePair, abortError, withTimeout, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
 import { resolveHostIdentity, type HostIdentity } from './identity.js';
 import { Namespace } from './namespace.js';
+import { AnaTracker, readAnaLog, type AnaDiff, type AnaRefreshReason, type AnaStateName } from './ana.js';
+import {
+  AsyncEventEngine,
+  EventHub,
+  type AnaChangeEvent,
+  type AsyncEventStatus,
+  type ControllerEvent,
+  type DiscoveryChangeEvent,
+  type ErrorStatusEvent,
+  type FirmwareActivationEvent,
+  type NamespaceChangedEvent,
+  type OtherEvent,
+  type OverflowEvent,
+  type ReservationEvent,
+  type SmartEvent,
+  type ControllerEventIterator,
+  type ControllerEventType,
+  type EventIteratorOptions,
+} from './events.js';
 
 const debug = debuglog('nvmeof');
 
@@ -62,8 +83,40 @@ export interface ConnectOptions {
    * controller's MDTS. Also bounds the C2HData PDU size the host accepts.
    */
   maxTransferSize?: number;
+  /**
+   * Asynchronous events: enable them with Set Features (Asynchronous Event Configuration) and keep AER commands
+   * outstanding, delivering typed events through `on()` / `events()`. Default true.
+   */
+  events?: boolean;
   signal?: AbortSignal;
 }
+
+/** Options for {@link Controller.readLog}. */
+export interface ReadLogOptions {
+  /** Log Page Identifier. */
+  lid: number;
+  /** Bytes to read: a positive multiple of 4. Reads larger than one transfer are split with the Log Page Offset. */
+  length: number;
+  /** Log Page Offset in bytes (multiple of 4) where the read starts. Default 0. */
+  offset?: number;
+  /** Namespace ID. Default 0. */
+  nsid?: number;
+  /** Log Specific Parameter (e.g. 1 = Return Groups Only for the ANA log). */
+  lsp?: number;
+  /** Log Specific Identifier. */
+  lsi?: number;
+  /**
+   * Retain Asynchronous Event. Default false: reading the log acknowledges the event that named it, so the controller
+   * can report the next one. Split reads retain it on every piece but the last.
+   */
+  rae?: boolean;
+  /** Per-command timeout in ms. */
+  timeout?: number;
+  signal?: AbortSignal;
+}
+
+/** Most AERs a controller keeps outstanding (AERL + 1 permitting). */
+const MAX_AERS = 4;
 
 const DEFAULT_MAX_TRANSFER = 1024 * 1024;
 
@@ -98,8 +151,14 @@ export class Controller {
   private kaTimer: NodeJS.Timeout | undefined;
   private kaInFlight = false;
   private failure: Error | undefined;
+  private destroying = false;
   private readonly closeListeners: CloseListener[] = [];
   private rr = 0;
+  private readonly hub = new EventHub(() => this.cntlid);
+  private aen: AsyncEventEngine | undefined;
+  private ana: AnaTracker | undefined;
+  /** Aborted when the controller closes: ends waits that must not outlive it. */
+  private readonly lifetime = new AbortController();
 
   private constructor(opts: ConnectOptions, id: HostIdentity) {
     this.opts = opts;
@@ -146,6 +205,11 @@ export class Controller {
 
   /** Commands in flight per I/O queue (the depth each queue was created with). */
   ioQueueDepth = 0;
+
+  /** Round-trip time in ms of the last successful Keep Alive (undefined until one completes, or with kato 0). */
+  keepAliveRtt: number | undefined;
+  /** When the last Keep Alive completed (Date.now() ms). */
+  lastKeepAliveAt: number | undefined;
 
   /** Register a listener called once when the controller closes or fails. */
   onClose(fn: CloseListener): void {
@@ -227,8 +291,191 @@ export class Controller {
       this.ioqs = qps;
       for (const qp of qps) qp.onClose((err) => this.onQueueClosed(qp.qid, err));
     }
+    const discovery = this.isDiscovery;
+    if (!discovery && this.identity.decoded.cmic.anaReporting) {
+      this.ana = this.makeAnaTracker();
+      try {
+        await this.ana.refresh(false, 'initial');
+      } catch (err) {
+        if (!(err instanceof NvmeStatusError)) throw err;
+        debug('ANA log not readable at bring-up: %s', err.message);
+      }
+    }
+    let aers = 0;
+    if (this.opts.events !== false) {
+      this.aen = this.makeEventEngine();
+      await this.aen.configure(discovery);
+      if (!discovery && this.identity.decoded.oaes.namespaceAttribute) await this.aen.loadNamespaces();
+      aers = Math.min(this.identity.aerl + 1, MAX_AERS, Math.max(0, adminDepth - 1));
+    }
     this._state = 'live';
     this.startKeepAlive();
+    this.aen?.start(aers);
+  }
+
+  /** True for a discovery controller (well-known discovery NQN, or Identify CNTRLTYPE = discovery). */
+  get isDiscovery(): boolean {
+    return this.subnqn === DISCOVERY_NQN || this.identity?.cntrltype === ControllerType.Discovery;
+  }
+
+  private makeAnaTracker(): AnaTracker {
+    const id = this.identity;
+    return new AnaTracker(
+      (rgo) => readAnaLog((o) => this.readLog(o), id, this.maxTransferBytes, { rgo }),
+      id.anatt,
+      (log, diff, reason) => this.anaRefreshed(log, diff, reason),
+    );
+  }
+
+  private anaRefreshed(log: AnaLog, diff: AnaDiff, reason: AnaRefreshReason): void {
+    if (reason === 'initial') return;
+    if (reason !== 'aen' && diff.changed.length === 0 && diff.groups.length === 0) return;
+    this.hub.emit({ type: 'ana-change', log, changed: diff.changed, groups: diff.groups, reason });
+  }
+
+  private makeEventEngine(): AsyncEventEngine {
+    return new AsyncEventEngine(
+      {
+        live: () => this._state === 'live',
+        admin: (cmd, opts) => this.adminCommand(cmd, opts),
+        readLog: (o) => this.readLog(o),
+        activeNamespaceIds: () => this.activeNamespaceIds(),
+        anaChanged: async () => {
+          this.ana ??= this.makeAnaTracker();
+          await this.ana.refresh(false, 'aen');
+        },
+        emit: (ev) => this.hub.emit(ev),
+      },
+      this.identity,
+    );
+  }
+
+  /**
+   * Subscribe to asynchronous events of one type, or '*' for all. The listener runs synchronously when the event is
+   * delivered. Returns a function that unsubscribes.
+   */
+  on(type: 'ana-change', listener: (ev: AnaChangeEvent) => void): () => void;
+  on(type: 'namespace-changed', listener: (ev: NamespaceChangedEvent) => void): () => void;
+  on(type: 'discovery-change', listener: (ev: DiscoveryChangeEvent) => void): () => void;
+  on(type: 'error', listener: (ev: ErrorStatusEvent) => void): () => void;
+  on(type: 'smart', listener: (ev: SmartEvent) => void): () => void;
+  on(type: 'firmware-activation', listener: (ev: FirmwareActivationEvent) => void): () => void;
+  on(type: 'reservation', listener: (ev: ReservationEvent) => void): () => void;
+  on(type: 'overflow', listener: (ev: OverflowEvent) => void): () => void;
+  on(type: 'other', listener: (ev: OtherEvent) => void): () => void;
+  on(type: ControllerEventType | '*', listener: (ev: ControllerEvent) => void): () => void;
+  on(type: ControllerEventType | '*', listener: (ev: never) => void): () => void {
+    return this.hub.on(type, listener as (ev: ControllerEvent) => void);
+  }
+
+  /**
+   * Async iterator over the events delivered from now on. Each iterator has its own bounded queue
+   * (`highWaterMark`, default 1024): when a slow consumer lets it fill, newer events are dropped, counted, and
+   * reported by an `{ type: 'overflow', dropped }` event in their place. The iteration ends when the controller
+   * closes (after the queued events), and `signal` ends it with the abort reason.
+   */
+  events(opts?: EventIteratorOptions): ControllerEventIterator {
+    return this.hub.iterate(opts);
+  }
+
+  /** State of the asynchronous event machinery (undefined when events are disabled). */
+  get asyncEvents(): AsyncEventStatus | undefined {
+    return this.aen?.status();
+  }
+
+  /** ANA state of `nsid` from the last ANA log read (or an ANA path status seen since); undefined if unknown. */
+  anaState(nsid: number): AnaStateName | undefined {
+    return this.ana?.stateOf(nsid);
+  }
+
+  /** ANA group of `nsid` from the last ANA log read; undefined if unknown. */
+  anaGroup(nsid: number): number | undefined {
+    return this.ana?.groupOf(nsid);
+  }
+
+  /** The last ANA log read (undefined when the controller does not report ANA). */
+  get anaLog(): AnaLog | undefined {
+    return this.ana?.log;
+  }
+
+  /**
+   * Read the ANA log again and update the ANA state (an 'ana-change' event is emitted if something changed).
+   * With `rgo` only the group states are read (Return Groups Only).
+   */
+  async refreshAnaState(opts: { rgo?: boolean } = {}): Promise<AnaLog> {
+    if (this._state !== 'live') throw this.failure ?? new InvalidStateError(`controller is ${this._state}`);
+    this.ana ??= this.makeAnaTracker();
+    return this.ana.refresh(!!opts.rgo, 'manual');
+  }
+
+  /**
+   * How long single-path namespace I/O that meets ANA Transition is retried, ms: ANATT seconds (10 s if the
+   * controller reports 0). 0 when the controller does not report ANA.
+   */
+  get anaTransitionTimeout(): number {
+    if (!this.ana) return 0;
+    return (this.identity.anatt || 10) * 1000;
+  }
+
+  /**
+   * Resolve when the ANA state of `nsid` may have changed: an ANA change for it was seen, `ms` passed, or the
+   * controller closed. Rejects with the abort reason if `signal` aborts first.
+   */
+  waitForAnaChange(nsid: number, ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(abortError(signal));
+        return;
+      }
+      if (this.lifetime.signal.aborted) {
+        resolve();
+        return;
+      }
+      const cleanup = () => {
+        clearTimeout(timer);
+        off();
+        this.lifetime.signal.removeEventListener('abort', done);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const done = () => {
+        cleanup();
+        resolve();
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(abortError(signal!));
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      timer.unref();
+      const off = this.hub.on('ana-change', (ev) => {
+        if (ev.type === 'ana-change' && ev.changed.some((c) => c.nsid === nsid)) done();
+      });
+      this.lifetime.signal.addEventListener('abort', done, { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /**
+   * Read a log page (Get Log Page). Reads larger than one transfer (MDTS) are split into several commands using the
+   * Log Page Offset. RAE is cleared unless asked for, so the event that named the log is acknowledged.
+   */
+  async readLog(o: ReadLogOptions): Promise<Buffer> {
+    if (!o || typeof o !== 'object') throw new InvalidArgumentError('readLog options must be an object');
+    const { lid, length } = o;
+    const base = o.offset ?? 0;
+    if (!Number.isInteger(length) || length < 4 || length % 4 !== 0) throw new InvalidArgumentError(`log length must be a positive multiple of 4, got ${String(length)}`);
+    if (!Number.isSafeInteger(base) || base < 0 || base % 4 !== 0) throw new InvalidArgumentError(`log offset must be a non-negative multiple of 4, got ${String(base)}`);
+    const chunk = Math.max(4096, this.maxTransferBytes - (this.maxTransferBytes % 4));
+    const submit: SubmitOptions = { timeout: o.timeout, signal: o.signal };
+    const page = (off: number, len: number, rae: boolean, into?: Buffer) =>
+      this.adminCommand(cmds.getLogPage({ lid, length: len, offset: base + off, nsid: o.nsid, lsp: o.lsp, lsi: o.lsi, rae }), into ? { ...submit, readInto: into } : submit);
+    if (length <= chunk) return (await page(0, length, !!o.rae)).data!;
+    const out = Buffer.alloc(length);
+    for (let off = 0; off < length; off += chunk) {
+      const len = Math.min(chunk, length - off);
+      await page(off, len, off + len < length ? true : !!o.rae, out.subarray(off, off + len));
+    }
+    return out;
   }
 
   /** CC.EN = 1, then wait for CSTS.RDY within CAP.TO. */
@@ -267,10 +514,13 @@ export class Controller {
     this.kaTimer = setInterval(() => {
       if (this.kaInFlight || this._state !== 'live') return;
       this.kaInFlight = true;
+      const sentAt = performance.now();
       this.admin
         .submit(cmds.keepAlive(), { timeout: this.kato })
         .then(() => {
           this.kaInFlight = false;
+          this.keepAliveRtt = performance.now() - sentAt;
+          this.lastKeepAliveAt = Date.now();
         })
         .catch((err: Error) => {
           this.kaInFlight = false;
@@ -300,7 +550,15 @@ export class Controller {
     } else {
       qp = this.pickQueue();
     }
-    return qp.submit(cmd, opts);
+    const p = qp.submit(cmd, opts);
+    if (!this.ana) return p;
+    return p.catch((err: unknown) => {
+      // ANA path statuses say the ANA state moved: refresh it in the background, reject the I/O as it is.
+      if (err instanceof NvmeStatusError && err.sct === StatusCodeType.PathRelated && err.sc >= 1 && err.sc <= 3) {
+        this.ana?.noteStatus(cmd.sqe.readUInt32LE(4), err.sc);
+      }
+      throw err;
+    });
   }
 
   private pickQueue(): QueuePair {
@@ -359,11 +617,18 @@ export class Controller {
     }
     this._state = 'closing';
     this.stopKeepAlive();
+    this.aen?.stop();
     let failure: Error | undefined;
     try {
       await Promise.all(this.ioqs.map((q) => q.close()));
       await this.shutdown();
-      await this.admin.close();
+      if (this.aen && this.aen.pending > 0) {
+        // Outstanding AERs never complete on their own; the controller is shut down, so drop the connection.
+        this.admin.destroy(new ConnectionClosedError(`controller ${this.cntlid} of ${this.subnqn} closed`));
+        await this.admin.closed;
+      } else {
+        await this.admin.close();
+      }
     } catch (err) {
       failure = err as Error;
       debug('close: %s', failure.message);
@@ -398,10 +663,13 @@ export class Controller {
 
   /** Fail everything now and close every connection. Idempotent. */
   destroy(err?: Error): void {
-    if (this._state === 'closed') return;
+    if (this._state === 'closed' || this.destroying) return;
+    // Queues closed below report back through onQueueClosed; the flag keeps them from replacing `err`.
+    this.destroying = true;
     const e = err ?? new ConnectionClosedError('controller destroyed');
     this.failure = err;
     this.stopKeepAlive();
+    this.aen?.stop();
     for (const q of this.ioqs) q.destroy(e);
     this.admin?.destroy(e);
     this.finish(err);
@@ -413,8 +681,11 @@ export class Controller {
   }
 
   private onQueueClosed(qid: number, err: Error | undefined): void {
+    // A failed queue fails the whole controller with the queue's own error (its code tells why: protocol,
+    // digest, terminated, connection closed).
     if (this._state === 'live' && err) {
-      this.destroy(err instanceof ConnectionClosedError ? err : new ConnectionClosedError(`queue ${qid} failed: ${err.message}`, { cause: err }));
+      debug('queue %d failed: %s', qid, err.message);
+      this.destroy(err);
     }
   }
 
@@ -422,6 +693,9 @@ export class Controller {
     if (this._state === 'closed') return;
     this._state = 'closed';
     this.failure = err;
+    this.aen?.stop();
+    this.lifetime.abort();
+    this.hub.close();
     for (const l of this.closeListeners.splice(0)) l(err);
   }
 }
@@ -442,6 +716,7 @@ function validateConnectOptions(o: ConnectOptions): void {
   intRange('connectTimeout', o.connectTimeout, 1, 3_600_000);
   intRange('commandTimeout', o.commandTimeout, 0, 3_600_000);
   intRange('maxTransferSize', o.maxTransferSize, 4096, 64 * 1024 * 1024);
+  if (o.events !== undefined && typeof o.events !== 'boolean') throw new InvalidArgumentError(`events must be a boolean, got ${String(o.events)}`);
 }
 
 /** Connect to an NVMe-oF subsystem over TCP and bring the controller up. */

@@ -7,10 +7,13 @@
  */
 import { Buffer } from 'node:buffer';
 import { InvalidArgumentError, NvmeStatusError, UnsupportedError } from '../errors.js';
+import { PathStatus, StatusCodeType } from '../protocol/constants.js';
+import type { AnaStateName } from './ana.js';
 import * as cmds from '../protocol/commands.js';
 import type { IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import type { NvmeCommand } from '../protocol/commands.js';
+import * as resv from './reservations.js';
 
 /** What the namespace needs from its controller (kept narrow so that multipath can provide it too). */
 export interface NamespaceOwner {
@@ -19,6 +22,19 @@ export interface NamespaceOwner {
   /** Optional NVM commands the controller supports (Identify Controller ONCS); absent = assume supported. */
   readonly oncs?: OncsFlags;
   ioCommand(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion>;
+  /** Admin commands (used by reservations for the notification mask); absent for owners without an admin queue. */
+  adminCommand?(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion>;
+  /** ANA state of `nsid` as the owner knows it (absent: the owner does not track ANA). */
+  anaState?(nsid: number): AnaStateName | undefined;
+  /** ANA group of `nsid` as the owner knows it. */
+  anaGroup?(nsid: number): number | undefined;
+  /**
+   * How long, in ms, I/O that completes with ANA Transition is retried through this owner (single-path behaviour);
+   * 0 or absent: the error is returned at once (a multipath owner moves the I/O to another path instead).
+   */
+  readonly anaTransitionTimeout?: number;
+  /** Resolve when the ANA state of `nsid` may have changed or after `ms`; used between ANA Transition retries. */
+  waitForAnaChange?(nsid: number, ms: number, signal?: AbortSignal): Promise<void>;
 }
 
 export interface IoOptions {
@@ -80,6 +96,43 @@ export class Namespace {
     this.maxBlocksPerCommand = Math.max(1, Math.min(MAX_NLB, mdtsBlocks));
   }
 
+  /** ANA group of the namespace: from the owner's last ANA log, else Identify Namespace ANAGRPID (0 = none). */
+  get anaGroup(): number {
+    return this.owner.anaGroup?.(this.nsid) ?? this.identity.anagrpid;
+  }
+
+  /** ANA state of the namespace through its owner (undefined when ANA is not reported or not known yet). */
+  get anaState(): AnaStateName | undefined {
+    return this.owner.anaState?.(this.nsid);
+  }
+
+  /**
+   * Submit one command through the owner. When the owner asks for it (`anaTransitionTimeout`), a command that
+   * completes with ANA Transition (and not DNR) is retried until that much time has passed.
+   */
+  private io(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
+    const p = this.owner.ioCommand(cmd, opts);
+    const limit = this.owner.anaTransitionTimeout;
+    if (!limit) return p;
+    return p.catch((err: unknown) => this.retryAnaTransition(err, cmd, opts, Date.now() + limit));
+  }
+
+  private async retryAnaTransition(err: unknown, cmd: NvmeCommand, opts: SubmitOptions | undefined, deadline: number): Promise<Completion> {
+    let delay = 50;
+    while (isAnaTransition(err) && Date.now() < deadline) {
+      const wait = Math.min(delay, deadline - Date.now());
+      if (this.owner.waitForAnaChange) await this.owner.waitForAnaChange(this.nsid, wait, opts?.signal);
+      else await new Promise((r) => setTimeout(r, wait).unref());
+      delay = Math.min(delay * 2, 1000);
+      try {
+        return await this.owner.ioCommand(cmd, opts);
+      } catch (e) {
+        err = e;
+      }
+    }
+    throw err;
+  }
+
   /** Read `blocks` logical blocks starting at `lba`. */
   async read(lba: bigint | number, blocks: number, opts?: IoOptions): Promise<Buffer> {
     const slba = this.checkRange('read', lba, blocks);
@@ -99,7 +152,7 @@ export class Namespace {
   private async readIntoChecked(slba: bigint, blocks: number, out: Buffer, opts?: IoOptions): Promise<void> {
     const bs = this.blockSize;
     await this.forEachChunk(slba, blocks, (lba, n, off) =>
-      this.owner.ioCommand(cmds.read({ nsid: this.nsid, slba: lba, nlb: n, blockSize: bs }), { ...opts, readInto: out.subarray(off * bs, (off + n) * bs) }),
+      this.io(cmds.read({ nsid: this.nsid, slba: lba, nlb: n, blockSize: bs }), { ...opts, readInto: out.subarray(off * bs, (off + n) * bs) }),
     );
   }
 
@@ -109,20 +162,20 @@ export class Namespace {
     const slba = this.checkRange('write', lba, blocks);
     const bs = this.blockSize;
     await this.forEachChunk(slba, blocks, (l, n, off) =>
-      this.owner.ioCommand(cmds.write({ nsid: this.nsid, slba: l, data: data.subarray(off * bs, (off + n) * bs), blockSize: bs, fua: opts?.fua }), opts),
+      this.io(cmds.write({ nsid: this.nsid, slba: l, data: data.subarray(off * bs, (off + n) * bs), blockSize: bs, fua: opts?.fua }), opts),
     );
   }
 
   /** Commit volatile write cache contents to media. */
   async flush(opts?: IoOptions): Promise<void> {
-    await this.owner.ioCommand(cmds.flush(this.nsid), opts);
+    await this.io(cmds.flush(this.nsid), opts);
   }
 
   /** Write zeroes to `blocks` blocks at `lba`, optionally letting the controller deallocate them. */
   async writeZeroes(lba: bigint | number, blocks: number, opts?: IoOptions & { deallocate?: boolean; fua?: boolean }): Promise<void> {
     this.requireOncs('writeZeroes', 'writeZeroes');
     const slba = this.checkRange('writeZeroes', lba, blocks);
-    await this.forEachChunk(slba, blocks, (l, n) => this.owner.ioCommand(cmds.writeZeroes({ nsid: this.nsid, slba: l, nlb: n, deac: opts?.deallocate, fua: opts?.fua }), opts), MAX_NLB);
+    await this.forEachChunk(slba, blocks, (l, n) => this.io(cmds.writeZeroes({ nsid: this.nsid, slba: l, nlb: n, deac: opts?.deallocate, fua: opts?.fua }), opts), MAX_NLB);
   }
 
   /** Deallocate (trim) ranges with Dataset Management. */
@@ -135,7 +188,7 @@ export class Namespace {
       entries.push({ slba, nlb: r.blocks });
     }
     for (let i = 0; i < entries.length; i += 256) {
-      await this.owner.ioCommand(cmds.datasetManagement({ nsid: this.nsid, ranges: entries.slice(i, i + 256), deallocate: true }), opts);
+      await this.io(cmds.datasetManagement({ nsid: this.nsid, ranges: entries.slice(i, i + 256), deallocate: true }), opts);
     }
   }
 
@@ -150,7 +203,7 @@ export class Namespace {
     const bs = this.blockSize;
     try {
       await this.forEachChunk(slba, blocks, (l, n, off) =>
-        this.owner.ioCommand(cmds.compare({ nsid: this.nsid, slba: l, data: data.subarray(off * bs, (off + n) * bs), blockSize: bs }), opts),
+        this.io(cmds.compare({ nsid: this.nsid, slba: l, data: data.subarray(off * bs, (off + n) * bs), blockSize: bs }), opts),
       );
       return true;
     } catch (err) {
@@ -163,7 +216,43 @@ export class Namespace {
   async verify(lba: bigint | number, blocks: number, opts?: IoOptions): Promise<void> {
     this.requireOncs('verify', 'verify');
     const slba = this.checkRange('verify', lba, blocks);
-    await this.forEachChunk(slba, blocks, (l, n) => this.owner.ioCommand(cmds.verify({ nsid: this.nsid, slba: l, nlb: n }), opts), MAX_NLB);
+    await this.forEachChunk(slba, blocks, (l, n) => this.io(cmds.verify({ nsid: this.nsid, slba: l, nlb: n }), opts), MAX_NLB);
+  }
+
+  /** Register, unregister or replace this host's reservation key (Reservation Register). */
+  reservationRegister(p: resv.ReservationRegisterParams, opts?: IoOptions): Promise<void> {
+    return resv.reservationRegister(this.resv(), p, opts);
+  }
+
+  /** Acquire a reservation, or preempt (and abort) other registrants (Reservation Acquire). */
+  reservationAcquire(p: resv.ReservationAcquireParams, opts?: IoOptions): Promise<void> {
+    return resv.reservationAcquire(this.resv(), p, opts);
+  }
+
+  /** Release the reservation, or clear it and every registration (Reservation Release). */
+  reservationRelease(p: resv.ReservationReleaseParams, opts?: IoOptions): Promise<void> {
+    return resv.reservationRelease(this.resv(), p, opts);
+  }
+
+  /** Generation, reservation type, holder and every registrant with its host ID and key (Reservation Report). */
+  reservationReport(p?: resv.ReservationReportParams, opts?: IoOptions): Promise<resv.ReservationReport> {
+    return resv.reservationReport(this.resv(), p, opts);
+  }
+
+  private resvCtx: resv.ReservationNamespace | undefined;
+
+  private resv(): resv.ReservationNamespace {
+    const owner = this.owner;
+    this.resvCtx ??= {
+      nsid: this.nsid,
+      identity: this.identity,
+      get oncs() {
+        return owner.oncs;
+      },
+      io: (cmd, o) => this.io(cmd, o),
+      ...(owner.adminCommand ? { admin: (cmd: NvmeCommand, o?: SubmitOptions) => owner.adminCommand!(cmd, o) } : {}),
+    };
+    return this.resvCtx;
   }
 
   /** Reject, before sending, a command the controller says (in ONCS) it does not implement. */
@@ -215,6 +304,10 @@ export class Namespace {
     const results = await Promise.allSettled(pieces);
     for (const r of results) if (r.status === 'rejected') throw r.reason;
   }
+}
+
+function isAnaTransition(err: unknown): boolean {
+  return err instanceof NvmeStatusError && err.sct === StatusCodeType.PathRelated && err.sc === PathStatus.AsymmetricAccessTransition && !err.dnr;
 }
 
 function formatUuidHex(hex: string): string {
