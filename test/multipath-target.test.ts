@@ -170,7 +170,7 @@ describe('multipath on the embedded target', () => {
     await verifyAll(env, written);
   });
 
-  it('keeps I/O flowing when keep-alive fails on one path, which then reconnects', async () => {
+  it('keeps I/O flowing when keep-alive fails on one path, which then reconnects', { timeout: 60_000 }, async () => {
     const env = await setup({ policy: 'round-robin', kato: 600 });
     const drop = env.target.inject({ action: 'drop', match: { opcode: 0x18, portid: env.p1.portid }, times: 1 });
     const w = startWriters(env.m, 2);
@@ -187,15 +187,15 @@ describe('multipath on the embedded target', () => {
     const a = env.m.paths[0]!;
     const w = startWriters(env.m, 2);
     env.target.unlinkSubsystem(env.p1, SUBNQN);
-    await waitFor(() => a.health().reconnectAttempts >= 2, 10_000, 'failed reconnects');
+    await waitFor(() => a.health().reconnectAttempts >= 2, 30_000, 'failed reconnects');
     expect(a.state).not.toBe('live');
     expect(a.health().lastEvent?.type).toBe('connect-failed');
     env.target.linkSubsystem(env.p1, SUBNQN);
-    await waitFor(() => a.state === 'live', 10_000, 'path 1 back');
+    await waitFor(() => a.state === 'live', 30_000, 'path 1 back');
     const done = a.health().completed;
-    await waitFor(() => a.health().completed > done + 10, 10_000, 'I/O on path 1 again');
+    await waitFor(() => a.health().completed > done + 10, 30_000, 'I/O on path 1 again');
     await verifyAll(env, await w.stop());
-  });
+  }, 120_000);
 
   it('returns a media error to the caller without trying the other path', async () => {
     const env = await setup();
