@@ -14,6 +14,7 @@ export * from './errors.js';
 export { connect, Controller, type ConnectOptions, type ControllerState } from './host/controller.js';
 export { Namespace, type IoOptions, type WriteOptions, type LbaRange, type NamespaceOwner } from './host/namespace.js';
 export { resolveHostIdentity, type HostIdentity, type HostIdentityOptions } from './host/identity.js';
+export type { ReservationAcquireParams, ReservationCommandOptions, ReservationNamespace, ReservationNotification, ReservationNotificationName, ReservationRegisterParams, ReservationRegistrant, ReservationReleaseParams, ReservationReport, ReservationReportParams, ReservationType } from './host/reservations.js';
 export { type ReadLogOptions } from './host/controller.js';
 export {
   AsyncEventType,

@@ -124,7 +124,7 @@ describe('host reservations: unsupported controllers and namespaces are refused 
     await expect(ns.reservationRegister({ action: 'register', newKey: 1n, persistThroughPowerLoss: true })).rejects.toBeInstanceOf(UnsupportedError);
     expect(owner.sent).toEqual([]);
     await ns.reservationAcquire({ action: 'acquire', type: 'write-exclusive', key: 1n });
-    expect(owner.sent.map((s) => s.opcode)).toEqual([0x11]);
+    expect(owner.sent.map((s) => s.opcode)).toEqual([0x09, 0x11]);
   });
 });
 
@@ -159,9 +159,10 @@ describe('host reservations: commands', () => {
     await ns.reservationAcquire({ action: 'preempt-and-abort', type: 'exclusive-access', key: 7n, preemptKey: 9n });
     await ns.reservationRelease({ action: 'release', type: 'exclusive-access', key: 7n });
     await ns.reservationRelease({ action: 'clear', key: 7n });
-    expect(owner.sent.map((s) => [s.opcode, s.cdw10])).toEqual([[0x11, 0x0500], [0x11, 0x0202], [0x15, 0x0200], [0x15, 0x01]]);
-    expect(owner.sent[1]!.cmd.data).toEqual(Buffer.from([7, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]));
-    expect(owner.sent[3]!.cmd.data).toEqual(Buffer.from([7, 0, 0, 0, 0, 0, 0, 0]));
+    // The first Acquire of the handle enables the notifications first (Set Features FID 82h).
+    expect(owner.sent.map((s) => [s.opcode, s.cdw10])).toEqual([[0x09, 0x82], [0x11, 0x0500], [0x11, 0x0202], [0x15, 0x0200], [0x15, 0x01]]);
+    expect(owner.sent[2]!.cmd.data).toEqual(Buffer.from([7, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0]));
+    expect(owner.sent[4]!.cmd.data).toEqual(Buffer.from([7, 0, 0, 0, 0, 0, 0, 0]));
   });
 
   it('report reads the header, then the size REGCTL asks for, and names everything', async () => {

@@ -197,7 +197,7 @@ function submitOpts(o: ReservationCommandOptions | undefined): SubmitOptions | u
 
 /**
  * Enable the three reservation notifications for a namespace (Set Features Reservation Notification Mask, FID 82h,
- * every mask bit cleared). Sent once per namespace handle, before its first registration; a controller that refuses
+ * every mask bit cleared). Sent once per namespace handle, before its first Register or Acquire; a controller that refuses
  * the feature is only logged (notifications are enabled by default on Linux and SPDK targets). Resolves true when
  * the controller accepted it.
  */
@@ -262,6 +262,7 @@ export async function reservationAcquire(ns: ReservationNamespace, p: Reservatio
     prkey = key(op, 'preemptKey', p.preemptKey);
   }
   requireReservations(ns, op, type);
+  if (!ns.notificationsEnabled) await enableReservationNotifications(ns, opts);
   await ns.io(resv.reservationAcquire({ nsid: ns.nsid, action, type, crkey, prkey }), submitOpts(opts));
 }
 
