@@ -5,6 +5,7 @@ export default defineConfig({
     index: 'src/index.ts',
     'protocol/index': 'src/protocol/index.ts',
     'target/index': 'src/target/index.ts',
+    'spdk/index': 'src/spdk/index.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,
@@ -12,5 +13,6 @@ export default defineConfig({
   clean: true,
   target: 'node20',
   platform: 'node',
-  splitting: false,
+  // Shared chunks: one copy of the error classes for every entry point, so instanceof works across them.
+  splitting: true,
 });

@@ -21,6 +21,17 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        test: {
+          name: 'spdk',
+          include: ['integration/spdk/**/*.test.ts'],
+          globalSetup: ['integration/spdk/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // One nvmf_tgt serves every SPDK test file; run them one after another.
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

@@ -36,6 +36,8 @@ export const ErrorCode = {
   NO_PATH: 'NVMEOF_ERR_NO_PATH',
   /** The controller does not support the requested command or feature (e.g. ONCS lacks Compare); nothing was sent. */
   UNSUPPORTED: 'NVMEOF_ERR_UNSUPPORTED',
+  /** An SPDK JSON-RPC call returned an error object (see `SpdkRpcError` in nvmeof/spdk). */
+  SPDK_RPC: 'NVMEOF_ERR_SPDK_RPC',
 } as const;
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
