@@ -40,6 +40,12 @@ unavailable() {
 }
 
 [ "$(id -u)" = 0 ] || unavailable "not root"
+
+# Install packages and build the guest image now: inside the namespace there is no route to the package mirror.
+# (Idempotent and fast when the cache is warm; a failure here is reported by the tests' global setup.)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+"$here/prepare.sh" </dev/null || echo "in-netns: prepare.sh failed (exit $?); the kernel target will report why" >&2
+
 command -v ip >/dev/null || unavailable "the ip command (iproute2) is missing; integration/kernel/prepare.sh installs it"
 
 subnet=${NVMEOF_NETNS_SUBNET:-10.213.77}
