@@ -6,6 +6,9 @@ export default defineConfig({
     'protocol/index': 'src/protocol/index.ts',
     'target/index': 'src/target/index.ts',
     'spdk/index': 'src/spdk/index.ts',
+    // The nvmeof executable (package.json "bin"); src/cli/main.ts starts with a #! line, kept by the build, which
+    // also marks the output executable.
+    'cli/main': 'src/cli/main.ts',
   },
   format: ['esm', 'cjs'],
   dts: true,
