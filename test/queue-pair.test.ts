@@ -224,6 +224,19 @@ describe('QueuePair', () => {
     expect(qp.state).toBe('ready');
   });
 
+  it('close() does not wait for a timed-out command the controller never answers', async () => {
+    const { qp, conn } = await open({ depth: 2 });
+    const lost = qp.submit(cmds.keepAlive(), { timeout: 100 }).catch((e: unknown) => e);
+    const answered = qp.submit(cmds.keepAlive());
+    const [, second] = await conn.commands(2);
+    expect(await lost).toMatchObject({ code: ErrorCode.TIMEOUT });
+    const closing = qp.close();
+    conn.respond(cmdInfo(second!).cid); // the live command still drains
+    await answered;
+    await closing; // resolves although the first command's slot is still reserved
+    expect(qp.state).toBe('closed');
+  });
+
   it('aborts a queued command through AbortSignal without sending it', async () => {
     const { qp, conn } = await open({ depth: 1 });
     const first = qp.submit(cmds.keepAlive());

@@ -40,10 +40,14 @@ const chEnd = diagnostics.channel('nvmeof:command:end');
 /** Size of in-capsule data the admin queue accepts (NVMe/TCP: 8 KiB for admin and fabrics commands). */
 export const ADMIN_IN_CAPSULE_BYTES = 8192;
 
+/** Lifecycle of a queue pair. */
 export type QueuePairState = 'connecting' | 'ready' | 'closing' | 'closed';
 
+/** Options of `QueuePair.open()`. */
 export interface QueuePairOptions {
+  /** Target address. */
   host: string;
+  /** Target TCP port. */
   port: number;
   /** Queue ID: 0 for the admin queue. Used in errors and tracing. */
   qid: number;
@@ -66,6 +70,7 @@ export interface QueuePairOptions {
   socket?: net.Socket;
 }
 
+/** Per-command options of `submit()`, `adminCommand()` and `ioCommand()`. */
 export interface SubmitOptions {
   /** Override the queue's default timeout, ms; 0 disables. */
   timeout?: number;
@@ -76,7 +81,9 @@ export interface SubmitOptions {
   allowStatusError?: boolean;
 }
 
+/** A completed command. */
 export interface Completion {
+  /** The completion queue entry. */
   cqe: Cqe;
   /** C2H data (a view of `readInto` when given). Present for commands with readLength. */
   data?: Buffer;
@@ -144,6 +151,9 @@ export class QueuePair {
   private icReject: ((e: Error) => void) | undefined;
   private readonly closedPromise: Promise<void>;
   private resolveClosed!: () => void;
+  /** Commands whose promise is not settled yet (in flight or waiting). close() waits for these, not for timed-out
+   *  or aborted commands that still hold a slot: the controller may never answer those. */
+  private unsettled = 0;
   private drainWaiters: (() => void)[] = [];
   private readonly closeListeners: ((err: Error | undefined) => void)[] = [];
 
@@ -299,6 +309,7 @@ export class QueuePair {
         opts,
         onAbort: undefined,
       };
+      this.unsettled++;
       if (signal) {
         entry.onAbort = () => this.abortEntry(entry, abortError(signal));
         signal.addEventListener('abort', entry.onAbort, { once: true });
@@ -467,8 +478,7 @@ export class QueuePair {
     this.freeSlots.push(e.slot);
     this.inflight--;
     if (!e.settled) {
-      e.settled = true;
-      this.detachAbort(e);
+      this.settle(e);
       if (chEnd.hasSubscribers) chEnd.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, status: cqe.status });
       const ok = cqeOk(cqe);
       if (!ok && !e.opts?.allowStatusError) {
@@ -500,10 +510,16 @@ export class QueuePair {
       this.waiting.splice(0, this.waitingHead);
       this.waitingHead = 0;
     }
-    if (this.inflight === 0 && this.waitingHead === this.waiting.length) {
+  }
+
+  /** Mark a command settled; when none is left unsettled, release close()'s drain wait. */
+  private settle(e: Entry): void {
+    e.settled = true;
+    this.detachAbort(e);
+    if (--this.unsettled === 0 && this.drainWaiters.length > 0) {
       const ws = this.drainWaiters;
       this.drainWaiters = [];
-      for (const w of ws) w();
+      for (const w of ws) queueMicrotask(w);
     }
   }
 
@@ -520,8 +536,7 @@ export class QueuePair {
    */
   private abortEntry(e: Entry, err: Error): void {
     if (e.settled) return;
-    e.settled = true;
-    this.detachAbort(e);
+    this.settle(e);
     e.reject(err);
     if (!e.sent) this.pump();
   }
@@ -572,7 +587,7 @@ export class QueuePair {
   async close(): Promise<void> {
     if (this._state === 'ready') {
       this.transition('closing');
-      if (this.inflight > 0 || this.waitingHead < this.waiting.length) {
+      if (this.unsettled > 0) {
         await new Promise<void>((r) => this.drainWaiters.push(r));
       }
       if (this.state === 'closing') {
