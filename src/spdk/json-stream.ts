@@ -8,12 +8,12 @@
  * once however a large value is split; the bytes of one value are joined only when the value is complete.
  */
 import { Buffer } from 'node:buffer';
+import { ErrorCode, NvmeofError } from '../errors.js';
 
-/** The stream does not hold a sequence of JSON objects or arrays. */
-export class JsonStreamError extends Error {
+/** The stream does not hold a sequence of JSON objects or arrays (code `NVMEOF_ERR_SPDK_RPC`). */
+export class JsonStreamError extends NvmeofError {
   constructor(message: string) {
-    super(message);
-    this.name = 'JsonStreamError';
+    super(ErrorCode.SPDK_RPC, message);
   }
 }
 
