@@ -40,14 +40,18 @@ export const ErrorCode = {
   SPDK_RPC: 'NVMEOF_ERR_SPDK_RPC',
 } as const;
 
+/** One of the {@link ErrorCode} strings. */
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+/** Options of the error constructors. */
 export interface NvmeofErrorOptions {
+  /** The underlying error (`err.cause`). */
   cause?: unknown;
 }
 
 /** Base class of every error thrown by nvmeof. */
 export class NvmeofError extends Error {
+  /** Stable error code to match on. */
   readonly code: ErrorCodeValue;
 
   constructor(code: ErrorCodeValue, message: string, options?: NvmeofErrorOptions) {
@@ -75,6 +79,7 @@ export interface NvmeStatusInfo {
   description: string;
 }
 
+/** What is known about the failed command when an {@link NvmeStatusError} is built. */
 export interface StatusErrorContext {
   /** Opcode of the failed command. */
   opcode?: number;
@@ -94,18 +99,29 @@ export interface StatusErrorContext {
 
 /** The controller completed a command with a non-successful NVMe status. */
 export class NvmeStatusError extends NvmeofError {
+  /** Status Code Type (0 generic, 1 command specific, 2 media/data integrity, 3 path related). */
   readonly sct: number;
+  /** Status Code. */
   readonly sc: number;
+  /** Command Retry Delay index (0..3). */
   readonly crd: number;
+  /** More information is in the Error Information log. */
   readonly more: boolean;
+  /** Do Not Retry. */
   readonly dnr: boolean;
   /** The spec's name for the status. */
   readonly statusName: string;
+  /** Opcode of the failed command, when known. */
   readonly opcode: number | undefined;
+  /** Name of the failed command, e.g. "Read", when known. */
   readonly command: string | undefined;
+  /** Queue ID the command ran on, when known. */
   readonly qid: number | undefined;
+  /** Command identifier, when known. */
   readonly cid: number | undefined;
+  /** Completion DW0 (command specific, e.g. Connect IATTR/IPO). */
   readonly dw0: number;
+  /** Completion DW1. */
   readonly dw1: number;
 
   constructor(status: NvmeStatusInfo, ctx: StatusErrorContext = {}) {

@@ -9,6 +9,8 @@
  * const data = await ns.read(0n, 1);
  * await ctrl.close();
  * ```
+ *
+ * @module nvmeof
  */
 export * from './errors.js';
 export { connect, Controller, type ConnectOptions, type ControllerState } from './host/controller.js';

@@ -52,7 +52,7 @@ import {
 
 const debug = debuglog('nvmeof');
 
-
+/** Options of {@link connect}. */
 export interface ConnectOptions {
   /** Target address (IPv4, IPv6 or host name). */
   host: string;
@@ -72,7 +72,9 @@ export interface ConnectOptions {
   queueSize?: number;
   /** Commands in flight on the admin queue. Default 32. */
   adminQueueSize?: number;
+  /** Ask for header digests (CRC32C of every PDU header). Default false. */
   headerDigest?: boolean;
+  /** Ask for data digests (CRC32C of every PDU's data). Default false. */
   dataDigest?: boolean;
   /** Timeout in ms for establishing each queue (TCP + ICReq + Connect). Default 10000. */
   connectTimeout?: number;
@@ -120,8 +122,10 @@ const MAX_AERS = 4;
 
 const DEFAULT_MAX_TRANSFER = 1024 * 1024;
 
+/** Lifecycle of a controller. */
 export type ControllerState = 'connecting' | 'live' | 'closing' | 'closed';
 
+/** Called once when the controller closes (`err` undefined) or fails. @inline */
 type CloseListener = (err: Error | undefined) => void;
 
 /** A connected NVMe-oF controller. Create with {@link connect}. */
@@ -184,6 +188,7 @@ export class Controller {
     return ctrl;
   }
 
+  /** Current lifecycle state. */
   get state(): ControllerState {
     return this._state;
   }

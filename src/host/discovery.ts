@@ -371,6 +371,7 @@ export type DiscoveryWatchEvent =
   | { type: 'error'; error: Error; time: number }
   | { type: 'overflow'; dropped: number; time: number };
 
+/** A discovery watcher listener. @inline */
 type WatchListener = (ev: DiscoveryWatchEvent) => void;
 
 /**

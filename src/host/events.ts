@@ -267,7 +267,7 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 /** An event without the fields the hub fills in. */
 export type ControllerEventInit = DistributiveOmit<ControllerEvent, 'time' | 'cntlid'>;
 
-/** Options for {@link EventHub.iterate}. */
+/** Options of `events()` (controllers and discovery watchers). */
 export interface EventIteratorOptions {
   /** Ends the iteration: a pending or later `next()` rejects with the abort reason. */
   signal?: AbortSignal;

@@ -9,6 +9,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { InvalidArgumentError } from '../errors.js';
 import { validateNqn, uuidHostNqn, parseUuid, formatUuid } from '../protocol/nqn.js';
 
+/** The host NQN and host ID sent in every Connect. */
 export interface HostIdentity {
   /** Host NQN. */
   hostnqn: string;
@@ -16,8 +17,11 @@ export interface HostIdentity {
   hostid: string;
 }
 
+/** Options of {@link resolveHostIdentity}. */
 export interface HostIdentityOptions {
+  /** Host NQN to use. */
   hostnqn?: string;
+  /** Host ID (UUID) to use. */
   hostid?: string;
   /** Directory holding hostnqn/hostid files; default /etc/nvme. Pass null to skip reading files. */
   configDir?: string | null;

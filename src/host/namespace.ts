@@ -37,26 +37,34 @@ export interface NamespaceOwner {
   waitForAnaChange?(nsid: number, ms: number, signal?: AbortSignal): Promise<void>;
 }
 
+/** Per-call options of namespace I/O. */
 export interface IoOptions {
+  /** Aborts the call (commands already sent keep their slots until the controller answers). */
   signal?: AbortSignal;
   /** Per-command timeout in ms. */
   timeout?: number;
 }
 
+/** Options of `write()`. */
 export interface WriteOptions extends IoOptions {
   /** Force Unit Access. */
   fua?: boolean;
 }
 
+/** A range of logical blocks. */
 export interface LbaRange {
+  /** Starting LBA. */
   lba: bigint | number;
+  /** Number of blocks. */
   blocks: number;
 }
 
 /** Largest NLB one command can carry (16-bit 0's based field). */
 const MAX_NLB = 65536;
 
+/** Block I/O and reservations on one namespace of a controller. Create with `ctrl.namespace(nsid)`. */
 export class Namespace {
+  /** Namespace ID. */
   readonly nsid: number;
   /** Parsed Identify Namespace data. */
   readonly identity: IdentifyNamespace;

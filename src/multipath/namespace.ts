@@ -42,7 +42,7 @@ export interface MultipathOptions extends Omit<ConnectOptions, 'host' | 'port'> 
   paths: PathAddress[];
   /** Path selection policy. Default 'failover'. */
   policy?: PolicyName | PathSelector;
-  /** Milliseconds between reconnect attempts of a lost path. Default 2000 (Linux reconnect_delay). */
+  /** Milliseconds between reconnect attempts of a lost path (Linux reconnect_delay, which defaults to 10 s). Default 2000. */
   reconnectDelay?: number;
   /** Milliseconds after a loss before a path is given up (-1 = never, 0 = no reconnect). Default 600000 (ctrl_loss_tmo). */
   ctrlLossTimeout?: number;
@@ -92,6 +92,7 @@ export interface MultipathHealth {
   paths: PathHealth[];
 }
 
+/** A path-state listener. @inline */
 type PathStateListener = (ev: PathStateEvent) => void;
 
 /** Identifying data of the namespace as one path sees it. */

@@ -88,7 +88,7 @@ export interface PathController {
 
 /** Options of a {@link Path}: connect options plus the reconnect timers. */
 export interface PathOptions extends Omit<ConnectOptions, 'signal'> {
-  /** Milliseconds between reconnect attempts. Default 2000 (Linux reconnect_delay). */
+  /** Milliseconds between reconnect attempts (Linux reconnect_delay, which defaults to 10 s). Default 2000. */
   reconnectDelay?: number;
   /** Milliseconds after a loss before giving up (state `failed`); -1 = never, 0 = do not reconnect. Default 600000. */
   ctrlLossTimeout?: number;

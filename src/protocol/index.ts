@@ -2,6 +2,8 @@
  * The pure protocol layer: NVMe/TCP PDU codecs and stream reader, CRC32C digests, SQE/CQE/SGL codecs, command
  * builders, status decoding, controller properties, Identify data and log page codecs, NQN helpers.
  * Bytes in, values out: no sockets, timers or events.
+ *
+ * @module nvmeof/protocol
  */
 export * from './constants.js';
 export * from './crc32c.js';

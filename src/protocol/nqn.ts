@@ -27,6 +27,7 @@ const DOMAIN_FORM_RE = new RegExp(`^nqn\\.(\\d{4})-(\\d{2})\\.${LABEL}(?:\\.${LA
 // eslint-disable-next-line no-control-regex
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 
+/** Options of {@link validateNqn}. */
 export interface ValidateNqnOptions {
   /** Argument name used in error messages (default "nqn"). */
   name?: string;

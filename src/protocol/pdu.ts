@@ -23,6 +23,7 @@ export const PduType = {
   C2HData: 0x07,
   R2T: 0x09,
 } as const;
+/** A PDU-Type value of {@link PduType}. */
 export type PduTypeValue = (typeof PduType)[keyof typeof PduType];
 
 /** FLAGS bits (byte 1 of the common header). LAST_PDU and SUCCESS apply to data PDUs only. */
@@ -143,6 +144,7 @@ export interface R2TPdu {
   r2to: number;
   r2tl: number;
 }
+/** Any decoded NVMe/TCP PDU; `type` tells which. */
 export type Pdu = ICReqPdu | ICRespPdu | TermReqPdu | CapsuleCmdPdu | CapsuleRespPdu | H2CDataPdu | C2HDataPdu | R2TPdu;
 
 /** Options for encodePdu. */

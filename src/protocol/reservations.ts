@@ -80,8 +80,11 @@ export const ReservationReleaseAction = { release: 0, clear: 1 } as const;
 /** Change Persist Through Power Loss State (CPTPL, Reservation Register CDW10 bits 31:30). */
 export const Cptpl = { noChange: 0, clear: 2, set: 3 } as const;
 
+/** A Reservation Register action by name. */
 export type ReservationRegisterActionName = keyof typeof ReservationRegisterAction;
+/** A Reservation Acquire action by name. */
 export type ReservationAcquireActionName = keyof typeof ReservationAcquireAction;
+/** A Reservation Release action by name. */
 export type ReservationReleaseActionName = keyof typeof ReservationReleaseAction;
 
 const IEKEY = 1 << 3;

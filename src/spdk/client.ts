@@ -48,6 +48,7 @@ export interface SpdkBdev {
   [field: string]: unknown;
 }
 
+/** `bdev_get_bdevs` parameters. */
 export interface BdevGetBdevsParams {
   /** Only this bdev (an error if it does not exist). */
   name?: string;
@@ -55,6 +56,7 @@ export interface BdevGetBdevsParams {
   timeout?: number;
 }
 
+/** `bdev_get_iostat` parameters. */
 export interface BdevGetIostatParams {
   /** Only these bdevs. */
   names?: string[];
@@ -77,12 +79,14 @@ export interface SpdkBdevIostat {
   [field: string]: unknown;
 }
 
+/** Result of `bdev_get_iostat`: the tick rate and one entry per bdev. */
 export interface BdevIostatResult {
   tick_rate: number;
   ticks?: number;
   bdevs: SpdkBdevIostat[];
 }
 
+/** `bdev_malloc_create` parameters (a RAM bdev). */
 export interface BdevMallocCreateParams {
   /** Default: SPDK picks "MallocN". */
   name?: string;
@@ -103,6 +107,7 @@ export interface BdevMallocCreateParams {
   numa_id?: number;
 }
 
+/** `bdev_null_create` parameters (a bdev that discards writes and reads zeroes). */
 export interface BdevNullCreateParams {
   name: string;
   block_size: number;
@@ -120,6 +125,7 @@ export interface BdevNullCreateParams {
   preferred_unmap_alignment?: number;
 }
 
+/** `bdev_aio_create` parameters (a bdev over a file or block device). */
 export interface BdevAioCreateParams {
   name: string;
   /** Path of a file or block device. */
@@ -186,6 +192,7 @@ export interface NvmfTransportInfo {
   [field: string]: unknown;
 }
 
+/** `nvmf_create_subsystem` parameters. */
 export interface NvmfCreateSubsystemParams {
   nqn: string;
   tgt_name?: string;
@@ -233,12 +240,14 @@ export interface NvmfSubsystemInfo {
   [field: string]: unknown;
 }
 
+/** Names one listener of a subsystem (`nvmf_subsystem_remove_listener` and the base of other listener calls). */
 export interface NvmfListenerParams {
   nqn: string;
   listen_address: NvmfListenAddress;
   tgt_name?: string;
 }
 
+/** `nvmf_subsystem_add_listener` parameters. */
 export interface NvmfAddListenerParams extends NvmfListenerParams {
   secure_channel?: boolean;
   /** Initial ANA state of every ANA group on this listener. */
@@ -247,6 +256,7 @@ export interface NvmfAddListenerParams extends NvmfListenerParams {
   numa_id?: number;
 }
 
+/** `nvmf_subsystem_listener_set_ana_state` parameters. */
 export interface NvmfSetAnaStateParams extends NvmfListenerParams {
   ana_state: SpdkAnaState;
   /** Only this ANA group; default every group of the subsystem. */
@@ -288,6 +298,7 @@ export interface NvmfNamespaceParams {
   hide_metadata?: boolean;
 }
 
+/** `nvmf_subsystem_add_host` parameters. */
 export interface NvmfAddHostParams {
   nqn: string;
   /** Host NQN to allow. */

@@ -14,6 +14,8 @@
  * // ... connect with nvmeof ...
  * await tgt.stop();
  * ```
+ *
+ * @module nvmeof/spdk
  */
 export {
   SpdkRpcClient,

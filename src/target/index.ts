@@ -1,6 +1,8 @@
 /**
  * nvmeof/target: an embedded, in-process NVMe/TCP target for demos, fault injection and tests.
  * Built on the protocol layer only; real targets (Linux nvmet, SPDK) remain the reference.
+ *
+ * @module nvmeof/target
  */
 export { NvmeTarget } from './target.js';
 export {
