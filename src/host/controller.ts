@@ -280,7 +280,7 @@ export class Controller {
       const depth = Math.max(1, Math.min(this.opts.queueSize ?? 128, this.cap.mqes));
       this.ioQueueDepth = depth;
       const inCapsule = Math.max(0, this.identity.ioccsz * 16 - 64);
-      const qps = await Promise.all(
+      const results = await Promise.allSettled(
         Array.from({ length: count }, async (_, i) => {
           const qid = i + 1;
           const qp = await QueuePair.open({ ...this.qpOptions(qid, depth), inCapsuleBytes: inCapsule });
@@ -293,6 +293,13 @@ export class Controller {
           return qp;
         }),
       );
+      const qps = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        // Close the queues that did connect before failing the bring-up.
+        for (const qp of qps) qp.destroy(failed.reason as Error);
+        throw failed.reason;
+      }
       this.ioqs = qps;
       for (const qp of qps) qp.onClose((err) => this.onQueueClosed(qp.qid, err));
     }
