@@ -22,7 +22,7 @@ import {
 import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
 import { abortError } from '../transport/queue-pair.js';
 import { connect, type ConnectOptions, type Controller } from './controller.js';
-import { EventQueue, type BoundedEventIterator } from './events.js';
+import { EventChannel, type BoundedEventIterator, type DistributiveOmit } from './events.js';
 
 const debug = debuglog('nvmeof');
 
@@ -371,8 +371,8 @@ export type DiscoveryWatchEvent =
   | { type: 'error'; error: Error; time: number }
   | { type: 'overflow'; dropped: number; time: number };
 
-/** A discovery watcher listener. @inline */
-type WatchListener = (ev: DiscoveryWatchEvent) => void;
+/** A discovery watcher event without the `time` the watcher fills in. */
+type WatchEventInit = DistributiveOmit<DiscoveryWatchEvent, 'time'>;
 
 /**
  * A persistent connection to a discovery controller: keep-alive, an AER armed for Discovery Log Page Change, the log
@@ -385,8 +385,10 @@ export class DiscoveryWatcher {
   private ctrl: Controller | undefined;
   private readonly opts: WatchDiscoveryOptions;
   private readonly at: { host: string; port: number; subnqn: string };
-  private readonly listeners = new Map<string, Set<WatchListener>>();
-  private readonly iterators = new Set<EventQueue<DiscoveryWatchEvent>>();
+  private readonly hub = new EventChannel<DiscoveryWatchEvent, WatchEventInit>({
+    stamp: (init) => ({ ...init, time: Date.now() }) as DiscoveryWatchEvent,
+    overflow: (dropped) => ({ type: 'overflow', dropped, time: Date.now() }),
+  });
   private closed = false;
   private closing: Promise<void> | undefined;
   /** Log reads run one after the other through this chain. */
@@ -474,53 +476,24 @@ export class DiscoveryWatcher {
     ctrl.onClose((err) => this.lost(ctrl, err));
   }
 
-  /** Subscribe to one event type or '*'. Returns the unsubscribe function. */
-  on(type: DiscoveryWatchEvent['type'] | '*', listener: WatchListener): () => void {
-    if (typeof listener !== 'function') throw new InvalidArgumentError('listener must be a function');
-    let set = this.listeners.get(type);
-    if (!set) {
-      set = new Set();
-      this.listeners.set(type, set);
-    }
-    const fn: WatchListener = (ev) => listener(ev);
-    set.add(fn);
-    return () => {
-      set.delete(fn);
-    };
+  /**
+   * Subscribe to one event type, or '*' for all. The listener runs synchronously when the event is delivered (a
+   * throwing listener does not stop the others). Returns a function that unsubscribes.
+   */
+  on(type: 'change', listener: (ev: DiscoveryChangeReport) => void): () => void;
+  on(type: 'disconnected', listener: (ev: Extract<DiscoveryWatchEvent, { type: 'disconnected' }>) => void): () => void;
+  on(type: 'reconnected', listener: (ev: Extract<DiscoveryWatchEvent, { type: 'reconnected' }>) => void): () => void;
+  on(type: 'error', listener: (ev: Extract<DiscoveryWatchEvent, { type: 'error' }>) => void): () => void;
+  on(type: 'overflow', listener: (ev: Extract<DiscoveryWatchEvent, { type: 'overflow' }>) => void): () => void;
+  on(type: DiscoveryWatchEvent['type'] | '*', listener: (ev: DiscoveryWatchEvent) => void): () => void;
+  on(type: DiscoveryWatchEvent['type'] | '*', listener: (ev: never) => void): () => void {
+    return this.hub.on(type, listener as (ev: DiscoveryWatchEvent) => void);
   }
 
   /** Async iterator over events from now on (bounded queue with an overflow event; ends at close()). */
   events(opts: { signal?: AbortSignal; highWaterMark?: number } = {}): BoundedEventIterator<DiscoveryWatchEvent> {
-    const q: EventQueue<DiscoveryWatchEvent> = new EventQueue<DiscoveryWatchEvent>(
-      opts.highWaterMark ?? 1024,
-      undefined,
-      (dropped) => ({ type: 'overflow', dropped, time: Date.now() }),
-      () => this.iterators.delete(q),
-    );
-    if (this.closed) q.end();
-    else {
-      this.iterators.add(q);
-      if (opts.signal) q.bindSignal(opts.signal);
-    }
-    return q;
-  }
-
-  private emit(ev: DiscoveryWatchEvent): void {
-    if (this.closed) return;
-    for (const key of [ev.type, '*']) {
-      const set = this.listeners.get(key);
-      if (!set) continue;
-      for (const fn of [...set]) {
-        try {
-          fn(ev);
-        } catch (err) {
-          queueMicrotask(() => {
-            throw err;
-          });
-        }
-      }
-    }
-    for (const q of this.iterators) q.push(ev);
+    // Only these two options: the watcher's iterators take every event type.
+    return this.hub.iterate({ signal: opts.signal, highWaterMark: opts.highWaterMark });
   }
 
   /**
@@ -544,9 +517,7 @@ export class DiscoveryWatcher {
     const moved = log.genctr !== this.log.genctr;
     this.log = log;
     if (added.length === 0 && removed.length === 0 && !moved) return undefined;
-    const ev: DiscoveryChangeReport = { type: 'change', added, removed, log, time: Date.now() };
-    this.emit(ev);
-    return ev;
+    return this.hub.emit({ type: 'change', added, removed, log }) as DiscoveryChangeReport;
   }
 
   /** Re-read after a Discovery Log Page Change; events arriving while a re-read waits to start share it. */
@@ -560,7 +531,7 @@ export class DiscoveryWatcher {
       try {
         this.update(await this.readLog(ctrl));
       } catch (err) {
-        if (!this.closed && ctrl.state === 'live') this.emit({ type: 'error', error: err as Error, time: Date.now() });
+        if (!this.closed && ctrl.state === 'live') this.hub.emit({ type: 'error', error: err as Error });
       }
     });
   }
@@ -572,7 +543,7 @@ export class DiscoveryWatcher {
     this.ctrl = undefined;
     if (this.closed) return;
     const error = err ?? new InvalidStateError('discovery controller closed');
-    this.emit({ type: 'disconnected', error, time: Date.now() });
+    this.hub.emit({ type: 'disconnected', error });
     const delay = this.opts.reconnectDelay ?? 5000;
     if (delay === 0) {
       void this.close();
@@ -604,7 +575,7 @@ export class DiscoveryWatcher {
       return;
     }
     this.attach(ctrl);
-    this.emit({ type: 'reconnected', time: Date.now() });
+    this.hub.emit({ type: 'reconnected' });
     // Whatever changed while disconnected is reported as one change.
     this.reread();
   }
@@ -617,13 +588,11 @@ export class DiscoveryWatcher {
 
   private async doClose(): Promise<void> {
     this.closed = true;
+    this.hub.close();
     this.lifetime.abort();
     if (this.onAbort) this.opts.signal?.removeEventListener('abort', this.onAbort);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
-    this.listeners.clear();
-    for (const q of [...this.iterators]) q.end();
-    this.iterators.clear();
     const ctrl = this.ctrl;
     this.unsubscribe?.();
     this.unsubscribe = undefined;

@@ -262,19 +262,20 @@ export type ControllerEvent =
 /** The `type` of a controller event. */
 export type ControllerEventType = ControllerEvent['type'];
 
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** `Omit` applied to each member of a union (so that the result is still a discriminated union). */
+export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
 /** An event without the fields the hub fills in. */
 export type ControllerEventInit = DistributiveOmit<ControllerEvent, 'time' | 'cntlid'>;
 
 /** Options of `events()` (controllers and discovery watchers). */
-export interface EventIteratorOptions {
+export interface EventIteratorOptions<T extends string = ControllerEventType> {
   /** Ends the iteration: a pending or later `next()` rejects with the abort reason. */
   signal?: AbortSignal;
   /** Events buffered for a slow consumer before newer ones are dropped (and counted). Default 1024. */
   highWaterMark?: number;
   /** Only these event types (overflow events are always delivered). Default all. */
-  types?: readonly ControllerEventType[];
+  types?: readonly T[];
 }
 
 /** An async iterator over events with a bounded queue. */
@@ -288,31 +289,42 @@ export interface BoundedEventIterator<T> extends AsyncIterableIterator<T> {
 /** The async iterator returned by `events()`. */
 export type ControllerEventIterator = BoundedEventIterator<ControllerEvent>;
 
-type Listener = (ev: ControllerEvent) => void;
-
 // ---------------------------------------------------------------------------------------------
 // Event hub
 
-/** Subscriptions and iterators of one controller (or watcher). */
-export class EventHub {
-  private readonly listeners = new Map<string, Set<Listener>>();
-  private readonly iterators = new Set<EventQueue<ControllerEvent>>();
-  private closed = false;
-  private readonly cntlid: () => number;
+/** How an {@link EventChannel} completes the events it delivers. */
+export interface EventChannelOptions<E extends { type: string }, I> {
+  /** The event to deliver for what `emit()` was given (adds the fields every event carries, such as `time`). */
+  stamp: (init: I) => E;
+  /** The event that takes the place of `dropped` events an iterator's full queue discarded. */
+  overflow: (dropped: number) => Extract<E, { type: 'overflow' }>;
+}
 
-  constructor(cntlid: () => number) {
-    this.cntlid = cntlid;
+/**
+ * Subscriptions and iterators for one source of events `E` (emitted as `I` and completed by `stamp`): `on(type | '*')`
+ * listeners run synchronously, each `iterate()` gets its own bounded queue with an overflow event, `close()` ends them.
+ */
+export class EventChannel<E extends { type: string }, I = E> {
+  private readonly listeners = new Map<string, Set<(ev: E) => void>>();
+  private readonly iterators = new Set<EventQueue<E>>();
+  private closed = false;
+  private readonly stamp: (init: I) => E;
+  private readonly overflow: (dropped: number) => E;
+
+  constructor(opts: EventChannelOptions<E, I>) {
+    this.stamp = opts.stamp;
+    this.overflow = opts.overflow;
   }
 
   /** Subscribe to one event type, or '*' for all. Returns the unsubscribe function. */
-  on(type: ControllerEventType | '*', fn: Listener): () => void {
+  on(type: E['type'] | '*', fn: (ev: E) => void): () => void {
     if (typeof fn !== 'function') throw new InvalidArgumentError('listener must be a function');
     let set = this.listeners.get(type);
     if (!set) {
       set = new Set();
       this.listeners.set(type, set);
     }
-    const entry: Listener = (ev) => fn(ev);
+    const entry = (ev: E): void => fn(ev);
     set.add(entry);
     return () => {
       set.delete(entry);
@@ -320,15 +332,18 @@ export class EventHub {
   }
 
   /** Listeners plus iterators that would see an event of `type`. */
-  subscribers(type: ControllerEventType): number {
+  subscribers(type: E['type']): number {
     let n = (this.listeners.get(type)?.size ?? 0) + (this.listeners.get('*')?.size ?? 0);
-    for (const it of this.iterators) if (it.wants({ type } as ControllerEvent)) n++;
+    for (const it of this.iterators) if (it.wants({ type } as E)) n++;
     return n;
   }
 
-  /** Deliver an event: listeners run synchronously (a throwing listener does not stop the others), iterators queue it. */
-  emit(init: ControllerEventInit): ControllerEvent {
-    const ev = { ...init, time: Date.now(), cntlid: this.cntlid() } as ControllerEvent;
+  /**
+   * Deliver an event: listeners run synchronously (a throwing listener does not stop the others), iterators queue it.
+   * Returns the event as delivered (also after close(), when nothing is delivered).
+   */
+  emit(init: I): E {
+    const ev = this.stamp(init);
     if (this.closed) return ev;
     for (const key of [ev.type, '*']) {
       const set = this.listeners.get(key);
@@ -349,15 +364,15 @@ export class EventHub {
   }
 
   /** A new async iterator over the events delivered from now on. */
-  iterate(opts: EventIteratorOptions = {}): ControllerEventIterator {
+  iterate(opts: EventIteratorOptions<E['type']> = {}): BoundedEventIterator<E> {
     const hwm = opts.highWaterMark ?? 1024;
     if (!Number.isInteger(hwm) || hwm < 1) throw new InvalidArgumentError(`highWaterMark must be a positive integer, got ${String(hwm)}`);
     if (opts.types !== undefined && !Array.isArray(opts.types)) throw new InvalidArgumentError('types must be an array of event types');
     const types = opts.types ? new Set<string>(opts.types) : undefined;
-    const q: EventQueue<ControllerEvent> = new EventQueue<ControllerEvent>(
+    const q: EventQueue<E> = new EventQueue<E>(
       hwm,
       types ? (ev) => ev.type === 'overflow' || types.has(ev.type) : undefined,
-      (dropped) => ({ type: 'overflow', dropped, time: Date.now(), cntlid: this.cntlid() }),
+      this.overflow,
       () => this.iterators.delete(q),
     );
     if (this.closed) q.end();
@@ -375,6 +390,16 @@ export class EventHub {
     this.listeners.clear();
     for (const it of [...this.iterators]) it.end();
     this.iterators.clear();
+  }
+}
+
+/** The {@link EventChannel} of one controller: events are stamped with the time and the controller's cntlid. */
+export class EventHub extends EventChannel<ControllerEvent, ControllerEventInit> {
+  constructor(cntlid: () => number) {
+    super({
+      stamp: (init) => ({ ...init, time: Date.now(), cntlid: cntlid() }) as ControllerEvent,
+      overflow: (dropped) => ({ type: 'overflow', dropped, time: Date.now(), cntlid: cntlid() }),
+    });
   }
 }
 
