@@ -9,53 +9,11 @@ import { randomUUID } from 'node:crypto';
 import { Buffer } from 'node:buffer';
 import { afterEach, expect, it } from 'vitest';
 import { connect, type Controller } from '../../src/host/controller.js';
-import type { ReservationEvent } from '../../src/host/events.js';
 import type { Namespace } from '../../src/host/namespace.js';
-import { NvmeStatusError } from '../../src/errors.js';
 import { describeSpdk, useSpdkTopology } from './env.js';
+import { KEY_A, KEY_B, hex, statusOf, expectConflict, recorder } from '../../test/helpers/reservations.js';
 
 const NAMESPACES = 10;
-const KEY_A = 0xa1a1_0000_0000_0001n;
-const KEY_B = 0xb2b2_0000_0000_0002n;
-const hex = (uuid: string) => uuid.replace(/-/g, '');
-
-async function statusOf(p: Promise<unknown>): Promise<NvmeStatusError> {
-  const err = await p.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(NvmeStatusError);
-  return err as NvmeStatusError;
-}
-
-async function expectConflict(p: Promise<unknown>): Promise<void> {
-  const err = await statusOf(p);
-  expect([err.sct, err.sc]).toEqual([0, 0x83]);
-  expect(err.statusName).toBe('Reservation Conflict');
-}
-
-/** Reservation events of one controller; `next(pred)` resolves with the first (past or future) match. */
-function recorder(ctrl: Controller) {
-  const seen: ReservationEvent[] = [];
-  const waiters: Array<{ pred: (e: ReservationEvent) => boolean; resolve: (e: ReservationEvent) => void }> = [];
-  ctrl.on('reservation', (ev) => {
-    seen.push(ev);
-    for (const w of [...waiters]) {
-      if (w.pred(ev)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(ev);
-      }
-    }
-  });
-  return {
-    seen,
-    next(pred: (e: ReservationEvent) => boolean, ms = 10_000): Promise<ReservationEvent> {
-      const hit = seen.find(pred);
-      if (hit) return Promise.resolve(hit);
-      return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no matching reservation event within ${ms} ms; saw ${JSON.stringify(seen.map((e) => e.notification))}`)), ms);
-        waiters.push({ pred, resolve: (e) => (clearTimeout(t), resolve(e)) });
-      });
-    },
-  };
-}
 
 describeSpdk('reservations against SPDK', (env) => {
   const nqn = env.uniqueNqn('resv');
