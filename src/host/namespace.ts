@@ -80,8 +80,6 @@ export class Namespace {
   readonly eui64: string | undefined;
   /** Namespace UUID, when reported. */
   readonly uuid: string | undefined;
-  /** Blocks per command after MDTS and NLB limits. */
-  readonly maxBlocksPerCommand: number;
 
   private readonly owner: NamespaceOwner;
 
@@ -100,8 +98,6 @@ export class Namespace {
     this.nguid = nguid?.toString('hex');
     this.eui64 = eui64?.toString('hex');
     this.uuid = uuid ? formatUuidHex(uuid.toString('hex')) : undefined;
-    const mdtsBlocks = Math.floor(owner.maxTransferBytes / this.blockSize);
-    this.maxBlocksPerCommand = Math.max(1, Math.min(MAX_NLB, mdtsBlocks));
   }
 
   /** ANA group of the namespace: from the owner's last ANA log, else Identify Namespace ANAGRPID (0 = none). */
@@ -118,6 +114,14 @@ export class Namespace {
    * Submit one command through the owner. When the owner asks for it (`anaTransitionTimeout`), a command that
    * completes with ANA Transition (and not DNR) is retried until that much time has passed.
    */
+  /**
+   * Blocks per command after the owner's transfer limit (MDTS, maxTransferSize) and the 65536-block NLB limit. It
+   * follows the owner's current limit: a multipath owner lowers it when a path with a smaller MDTS joins.
+   */
+  get maxBlocksPerCommand(): number {
+    return Math.max(1, Math.min(MAX_NLB, Math.floor(this.owner.maxTransferBytes / this.blockSize)));
+  }
+
   private io(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
     const p = this.owner.ioCommand(cmd, opts);
     const limit = this.owner.anaTransitionTimeout;

@@ -392,9 +392,15 @@ export class MultipathNamespace {
       }
     }
     this.reference = ref;
-    const maxTransferBytes = Math.min(...live.map((p) => this.infos.get(p)!.maxTransferBytes));
+    const infos = this.infos;
     const owner = {
-      maxTransferBytes,
+      // The smallest transfer limit of every path prepared so far, so a command fits whichever path it is sent on,
+      // including paths that join later with a smaller MDTS.
+      get maxTransferBytes(): number {
+        let min = Infinity;
+        for (const info of infos.values()) min = Math.min(min, info.maxTransferBytes);
+        return min;
+      },
       oncs: ref.oncs,
       ioCommand: (cmd: NvmeCommand, o?: SubmitOptions) => this.ioCommand(cmd, o),
     };
