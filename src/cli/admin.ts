@@ -16,7 +16,7 @@ import {
   addressesOf,
   checkTransport,
   connectFlags,
-  hostOptions,
+  discoveryFlags,
   namespaceOption,
   portOf,
   type Address,
@@ -28,18 +28,6 @@ import { errorJson, formatBytes, formatFields, formatTable, hex, hexDump, toJson
 
 // ---------------------------------------------------------------------------------------------
 // discover
-
-function discoveryFlags(v: Values) {
-  checkTransport(v);
-  const timeout = v.int('timeout', 0, 3_600_000);
-  return {
-    ...hostOptions(v),
-    ...(v.str('nqn') === undefined ? {} : { subnqn: v.str('nqn')! }),
-    ...(v.flag('hdr-digest') ? { headerDigest: true } : {}),
-    ...(v.flag('data-digest') ? { dataDigest: true } : {}),
-    ...(timeout === undefined ? {} : { commandTimeout: timeout }),
-  };
-}
 
 /** The JSON shape of a discovery log entry. */
 export function discoveryEntryJson(e: DiscoveryEntry): Record<string, unknown> {
@@ -137,16 +125,12 @@ async function subsystemsOf(ctx: Ctx, v: Values): Promise<Map<string, Address[]>
     out.set(nqn, addrs);
     return out;
   }
-  const timeout = v.int('timeout', 0, 3_600_000);
   for (const a of addrs) {
     const r = await connecting(
       discover({
         host: a.host,
         port: a.port,
-        ...hostOptions(v),
-        ...(v.flag('hdr-digest') ? { headerDigest: true } : {}),
-        ...(v.flag('data-digest') ? { dataDigest: true } : {}),
-        ...(timeout === undefined ? {} : { commandTimeout: timeout }),
+        ...discoveryFlags(v, { nqn: false }),
         signal: ctx.signal,
       }),
     );

@@ -326,6 +326,22 @@ export function connectFlags(v: Values, defaults: { ioQueues?: number; events?: 
   return o;
 }
 
+/**
+ * Options for a discovery controller from the connection flags: host identity, digests, command timeout, and the
+ * subsystem NQN from -n unless `nqn: false` (where -n names the NVM subsystem to look for instead).
+ */
+export function discoveryFlags(v: Values, o: { nqn?: boolean } = {}): Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout'> & { subnqn?: string } {
+  checkTransport(v);
+  const out: Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout'> & { subnqn?: string } = hostOptions(v);
+  const nqn = v.str('nqn');
+  if (o.nqn !== false && nqn !== undefined) out.subnqn = nqn;
+  if (v.flag('hdr-digest')) out.headerDigest = true;
+  if (v.flag('data-digest')) out.dataDigest = true;
+  const timeout = v.int('timeout', 0, 3_600_000);
+  if (timeout !== undefined) out.commandTimeout = timeout;
+  return out;
+}
+
 /** A seconds flag converted to milliseconds (-1 kept as -1). */
 export function secondsFlag(v: Values, name: string, min: number): number | undefined {
   const s = v.str(name);

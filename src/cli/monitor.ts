@@ -13,7 +13,7 @@ import {
   addressesOf,
   checkTransport,
   connectFlags,
-  hostOptions,
+  discoveryFlags,
   secondsFlag,
   splitAddress,
   type OptionSpecs,
@@ -129,7 +129,6 @@ export const monitorCommand: Command = {
     const reconnectDelay = secondsFlag(v, 'reconnect-delay', 0);
     const ctrlLossTimeout = secondsFlag(v, 'ctrl-loss-tmo', -1);
     const base: Omit<ConnectOptions, 'host' | 'port'> | undefined = addrs.length > 0 ? connectFlags(v, { ioQueues: 0 }) : undefined;
-    const timeout = v.int('timeout', 0, 3_600_000);
 
     const printer = new Printer(ctx, [...addrs.map((a) => pathId(a.host, a.port)), ...discoveries.map((d) => pathId(d.host, d.port))]);
     const stop = new AbortController();
@@ -173,10 +172,7 @@ export const monitorCommand: Command = {
           watchDiscovery({
             host: d.host,
             port: d.port,
-            ...hostOptions(v),
-            ...(v.flag('hdr-digest') ? { headerDigest: true } : {}),
-            ...(v.flag('data-digest') ? { dataDigest: true } : {}),
-            ...(timeout === undefined ? {} : { commandTimeout: timeout }),
+            ...discoveryFlags(v, { nqn: false }),
             ...(reconnectDelay === undefined ? {} : { reconnectDelay }),
             signal: stop.signal,
           }),
