@@ -5,9 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -19,6 +17,7 @@ import { rechunk } from '../src/cli/transfer.js';
 import { NvmeTarget, type TargetPort, type TargetSubsystem } from '../src/target/index.js';
 import { DISCOVERY_NQN } from '../src/protocol/nqn.js';
 import { AbortedError } from '../src/errors.js';
+import { waitFor, closedPort } from './helpers/wait.js';
 
 const NQN = 'nqn.2024-01.io.nvmeof.test:cli';
 const PLAIN = 'nqn.2024-01.io.nvmeof.test:cli-plain';
@@ -78,23 +77,6 @@ async function run(args: string[], o: { stdin?: CliIo['stdin']; signal?: AbortSi
 
 const at = (port: TargetPort = p1) => ['-a', '127.0.0.1', '-s', String(port.port)];
 const sub = (port: TargetPort = p1) => [...at(port), '-n', NQN];
-
-async function closedPort(): Promise<number> {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-async function until(fn: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('cli: help, version and usage errors', () => {
   it('lists every command and the exit codes', async () => {
@@ -421,12 +403,12 @@ describe('cli: monitor', () => {
     const ac = new AbortController();
     const done = run(['monitor', '-a', `127.0.0.1:${p1.port}`, '-a', `127.0.0.1:${p2.port}`, '-n', NQN, '--discovery', `127.0.0.1:${p1.port}`, '-o', 'json'], { out, signal: ac.signal });
     const records = () => out.text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
-    await until(() => records().filter((r) => r.type === 'path' && r.state === 'live').length === 2 && records().some((r) => r.type === 'discovery'));
+    await waitFor(() => records().filter((r) => r.type === 'path' && r.state === 'live').length === 2 && records().some((r) => r.type === 'discovery'));
     target.setAnaState(p1, 1, 'inaccessible');
-    await until(() => records().some((r) => r.type === 'event' && r.event === 'ana-change'));
-    await until(() => records().some((r) => r.type === 'ana' && r.state === 'inaccessible'));
+    await waitFor(() => records().some((r) => r.type === 'event' && r.event === 'ana-change'));
+    await waitFor(() => records().some((r) => r.type === 'ana' && r.state === 'inaccessible'));
     subsys.addNamespace({ nsid: 3, blocks: 64 });
-    await until(() => records().some((r) => r.type === 'event' && r.event === 'namespace-changed'));
+    await waitFor(() => records().some((r) => r.type === 'event' && r.event === 'namespace-changed'));
     ac.abort();
     const r = await done;
     target.setAnaState(p1, 1, 'optimized');

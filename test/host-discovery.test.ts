@@ -3,14 +3,13 @@
  * protection, depth bound, duplicates and unreachable referrals, and the persistent discovery watcher.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import * as net from 'node:net';
-import { once } from 'node:events';
 import { ErrorCode } from '../src/errors.js';
 import { connect } from '../src/host/controller.js';
 import { discover, readDiscoveryLog, watchDiscovery, discoveryEntryKey, type DiscoveryWatchEvent, type DiscoveryWatcher } from '../src/host/discovery.js';
 import { DISCOVERY_NQN } from '../src/protocol/nqn.js';
 import { NvmeTarget, type TargetController, type TargetPort } from '../src/target/index.js';
-import { HOSTNQN, sleep } from './helpers/target-env.js';
+import { HOSTNQN } from './helpers/target-env.js';
+import { waitFor, closedPort } from './helpers/wait.js';
 
 const S1 = 'nqn.2024-01.io.nvmeof.test:s1';
 const S2 = 'nqn.2024-01.io.nvmeof.test:s2';
@@ -27,23 +26,6 @@ function target(): NvmeTarget {
   const t = new NvmeTarget();
   targets.push(t);
   return t;
-}
-
-async function closedPort(): Promise<number> {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
-
-async function until(fn: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(5);
-  }
 }
 
 /** Two targets: A (ports a1, a2; S1) refers a1 -> a2, a1 -> unreachable, a2 -> a1 (loop), a2 -> B; B (port b1; S2). */
@@ -97,7 +79,7 @@ describe('discover()', () => {
     expect(made).toHaveLength(1);
     expect(made[0]!).toMatchObject({ discovery: true, ioQueuesGranted: undefined });
     expect(katos).toEqual([0]);
-    await until(() => a.controllers().length === 0);
+    await waitFor(() => a.controllers().length === 0);
   });
 
   it('follows referrals breadth first with loop protection, reports duplicates once and unreachable referrals as errors', async () => {
@@ -263,7 +245,7 @@ describe('watchDiscovery()', () => {
     await w.close();
     expect(await it.next()).toMatchObject({ done: true });
     expect(w.isClosed).toBe(true);
-    await until(() => a.controllers().length === 0);
+    await waitFor(() => a.controllers().length === 0);
   });
 
   it('refresh() reads on demand; on() subscriptions see changes too', async () => {
@@ -274,7 +256,7 @@ describe('watchDiscovery()', () => {
     w.on('change', (e) => seen.push(e.type === 'change' ? e.added.map((x) => x.subnqn).join(',') : '?'));
     expect(await w.refresh()).toBeUndefined();
     a.addSubsystem({ nqn: S2 });
-    await until(() => seen.length === 1);
+    await waitFor(() => seen.length === 1);
     expect(seen).toEqual([S2]);
   });
 
@@ -286,9 +268,9 @@ describe('watchDiscovery()', () => {
     w.on('*', (e) => events.push(e));
     // The target tears the discovery controller down, then the log changes while the host is away.
     a.controllers()[0]!.close('test');
-    await until(() => events.some((e) => e.type === 'disconnected'));
+    await waitFor(() => events.some((e) => e.type === 'disconnected'));
     a.addSubsystem({ nqn: S3 });
-    await until(() => events.some((e) => e.type === 'change'));
+    await waitFor(() => events.some((e) => e.type === 'change'));
     expect(events.map((e) => e.type)).toEqual(['disconnected', 'reconnected', 'change']);
     expect((events[2] as Extract<DiscoveryWatchEvent, { type: 'change' }>).added.map((e) => e.subnqn)).toEqual([S3]);
     expect(w.controller?.state).toBe('live');
@@ -299,7 +281,7 @@ describe('watchDiscovery()', () => {
     const p1 = await a.listen({ host: '127.0.0.1' });
     const w = await watch(p1, { reconnectDelay: 60_000 });
     a.controllers()[0]!.close('test');
-    await until(() => w.controller === undefined);
+    await waitFor(() => w.controller === undefined);
     await w.close();
     await w.close();
 

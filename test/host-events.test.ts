@@ -10,18 +10,10 @@ import { AnaTracker, anaLogBytesNeeded, toAnaStateName } from '../src/host/ana.j
 import { AecBit, AERL } from '../src/target/controller.js';
 import type { AnaLog } from '../src/protocol/logpages.js';
 import { TargetEnv, sleep, settled } from './helpers/target-env.js';
+import { waitFor } from './helpers/wait.js';
 
 const env = new TargetEnv();
 afterEach(() => env.cleanup());
-
-/** Poll `fn` until it returns true (or fail after `ms`). */
-async function until(fn: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!fn()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await sleep(5);
-  }
-}
 
 /** The next event of `type` from `ctrl.on`. */
 function nextEvent<T extends ControllerEvent['type']>(ctrl: { on(t: '*', fn: (e: ControllerEvent) => void): () => void }, type: T, ms = 3000): Promise<Extract<ControllerEvent, { type: T }>> {
@@ -176,7 +168,7 @@ describe('ANA tracker', () => {
     reads.push({ ...log(2, [{ g: 1, s: 1, ns: [] }, { g: 2, s: 3, ns: [] }]) });
     t.noteStatus(3, 0x02);
     expect(t.stateOf(3)).toBe('inaccessible');
-    await until(() => seen.length === 2);
+    await waitFor(() => seen.length === 2);
     expect(seen[1]).toEqual({ reason: 'status', changed: [{ nsid: 3, group: 2, state: 'inaccessible', previous: 'non-optimized' }] });
     // RGO read kept the namespace-to-group map.
     expect(t.groupOf(1)).toBe(1);
@@ -224,7 +216,7 @@ describe('controller events against the embedded target', () => {
     await env.start({ subsystem: { ana: true } });
     const ctrl = await env.connect({ ioQueues: 1 });
     const tc = env.target.controllers()[0]!;
-    await until(() => tc.outstandingAers === Math.min(AERL + 1, 4));
+    await waitFor(() => tc.outstandingAers === Math.min(AERL + 1, 4));
     expect(tc.aec & AecBit.NamespaceAttribute).toBeTruthy();
     expect(tc.aec & AecBit.AnaChange).toBeTruthy();
     expect(ctrl.asyncEvents).toMatchObject({ limit: Math.min(AERL + 1, 4), failed: 0 });
@@ -233,7 +225,7 @@ describe('controller events against the embedded target', () => {
       env.target.sendAsyncEvent({ type: 7, info: i, lid: 0 });
       expect(await got).toMatchObject({ type: 'other', aenType: 7, info: i, lid: 0, cntlid: ctrl.cntlid });
     }
-    await until(() => tc.outstandingAers === 4);
+    await waitFor(() => tc.outstandingAers === 4);
     expect(ctrl.asyncEvents).toMatchObject({ received: 6, outstanding: 4 });
   });
 
@@ -251,7 +243,7 @@ describe('controller events against the embedded target', () => {
     env.target.inject({ action: 'status', match: { opcode: 0x0c }, skip: 2, status: { sct: 1, sc: 5, dnr: true } });
     const ctrl = await env.connect({ ioQueues: 1 });
     const tc = env.target.controllers()[0]!;
-    await until(() => ctrl.asyncEvents!.failed === 2);
+    await waitFor(() => ctrl.asyncEvents!.failed === 2);
     await sleep(30);
     expect(tc.outstandingAers).toBe(2);
     expect(ctrl.asyncEvents).toMatchObject({ outstanding: 2, failed: 2 });
@@ -317,7 +309,7 @@ describe('controller events against the embedded target', () => {
     env.subsys.setAnaState(env.port, 1, 'persistent-loss');
     await expect(ns.read(0, 1)).rejects.toMatchObject({ sct: 3, sc: 1 });
     expect(ns.anaState).toBe('persistent-loss');
-    await until(() => seen.length === 1);
+    await waitFor(() => seen.length === 1);
     expect(seen[0]).toMatchObject({ reason: 'status', changed: [{ nsid: 1, state: 'persistent-loss', previous: 'optimized' }] });
     // A manual refresh after the target moves on.
     env.subsys.setAnaState(env.port, 1, 'optimized');
@@ -372,7 +364,7 @@ describe('controller events against the embedded target', () => {
     expect(smart).toMatchObject({ type: 'smart', info: 1, name: 'Temperature Threshold' });
     env.target.sendAsyncEvent({ type: 6, info: 0, lid: 0x80 });
     // No notification is queued, so the log reads empty and no 'reservation' event is emitted; the log is still read.
-    await until(() => commands.some((c) => c.opcode === 0x02 && (c.cdw10 & 0xff) === 0x80));
+    await waitFor(() => commands.some((c) => c.opcode === 0x02 && (c.cdw10 & 0xff) === 0x80));
     const logs = commands.filter((c) => c.opcode === 0x02).map((c) => ({ lid: c.cdw10 & 0xff, rae: (c.cdw10 >>> 15) & 1 }));
     expect(logs).toEqual([{ lid: 1, rae: 0 }, { lid: 2, rae: 0 }, { lid: 0x80, rae: 0 }]);
   });
@@ -381,7 +373,7 @@ describe('controller events against the embedded target', () => {
     await env.start({ subsystem: { ana: true } });
     const ctrl = await env.connect({ ioQueues: 1 });
     const tc = env.target.controllers()[0]!;
-    await until(() => tc.outstandingAers === 4);
+    await waitFor(() => tc.outstandingAers === 4);
     const it = ctrl.events();
     const pending = it.next();
     const forAwait = (async () => {
@@ -402,7 +394,7 @@ describe('controller events against the embedded target', () => {
     // The target never answers AERs (not even when it shuts down): they stay outstanding on the host.
     env.target.inject({ action: 'drop', match: { opcode: 0x0c } });
     const ctrl = await env.connect({ ioQueues: 1 });
-    await until(() => ctrl.asyncEvents!.outstanding === 4);
+    await waitFor(() => ctrl.asyncEvents!.outstanding === 4);
     const started = Date.now();
     await ctrl.close();
     expect(Date.now() - started).toBeLessThan(3000);

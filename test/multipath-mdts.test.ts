@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterEach, expect, it } from 'vitest';
 import { NvmeTarget, type CommandInfo } from '../src/target/index.js';
 import { openMultipath } from '../src/multipath/index.js';
+import { closedPort, waitFor } from './helpers/wait.js';
 
 const SUBNQN = 'nqn.2024-01.io.nvmeof.test:mpath-mdts';
 const HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:5d6e7f80-1a2b-4c3d-8e9f-a0b1c2d3e4f5';
@@ -28,10 +29,8 @@ async function target(mdts: number, port = 0) {
 
 it('lowers the transfer size when a path with a smaller MDTS joins later', async () => {
   const big = await target(8); // 1 MiB per command
-  // Reserve a port for the second path, then leave it closed so that path starts out unreachable.
-  const probe = await target(2);
-  const port2 = probe.p.port;
-  await probe.t.close();
+  // The second path's port has no listener yet: that path starts out unreachable.
+  const port2 = await closedPort();
 
   const mp = await openMultipath({
     subnqn: SUBNQN,
@@ -54,9 +53,7 @@ it('lowers the transfer size when a path with a smaller MDTS joins later', async
   small.t.on('command', (c: CommandInfo) => {
     if (c.opcode === 0x01 && c.kind === 'io') seen.push(((c.sqe.readUInt32LE(48) & 0xffff) + 1) * 512);
   });
-  const deadline = Date.now() + 10_000;
-  while (mp.paths[1]!.state !== 'live' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  expect(mp.paths[1]!.state).toBe('live');
+  await waitFor(() => mp.paths[1]!.state === 'live', 10_000, 'the second path to connect');
   expect(mp.maxBlocksPerCommand).toBe(32); // 16 KiB of 512-byte blocks
 
   // Large writes now split into commands the small-MDTS path accepts; round-robin sends some of them there.

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NvmeTarget, type TargetNamespace, type TargetPort } from '../src/target/index.js';
 import { openMultipath, type MultipathNamespace, type MultipathOptions, type PathStateEvent } from '../src/multipath/index.js';
 import { NvmeStatusError } from '../src/errors.js';
+import { waitFor } from './helpers/wait.js';
 
 const SUBNQN = 'nqn.2024-01.io.nvmeof.test:mpath-target';
 const HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:2b0c6e4a-7d1f-4e8a-9c3b-5a6f7e8d9c0b';
@@ -54,14 +55,6 @@ function block(lba: number, gen: number): Buffer {
     b.writeUInt32LE(gen, i + 4);
   }
   return b;
-}
-
-async function waitFor(cond: () => boolean, ms = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /** LBAs the writers cycle through: RECORDS records of 2 blocks each. */

@@ -6,14 +6,7 @@
 import { afterAll, expect, it } from 'vitest';
 import { discover, readDiscoveryLog, watchDiscovery, connect, type DiscoveryChangeReport, type DiscoveryWatcher } from '../../src/index.js';
 import { describeKernel } from './env.js';
-
-async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { waitFor } from '../../test/helpers/wait.js';
 
 describeKernel('kernel nvmet: discovery', (target) => {
   const { discovery, nvme1, nvme2 } = target.ports;

@@ -8,14 +8,7 @@ import { Buffer } from 'node:buffer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AsyncEventConfig, connect, NvmeStatusError, type Controller, type ControllerEvent, type Namespace } from '../../src/index.js';
 import { describeKernel } from './env.js';
-
-async function waitFor(cond: () => boolean, ms: number, what: string, detail?: () => string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${detail ? `: ${detail()}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+import { waitFor } from '../../test/helpers/wait.js';
 
 describeKernel('kernel nvmet: asynchronous events and ANA', (target) => {
   const port = target.ports.nvme1;

@@ -8,6 +8,7 @@ import { Buffer } from 'node:buffer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connect, openMultipath, type MultipathNamespace, type Path, type PathStateEvent } from '../../src/index.js';
 import { describeKernel } from './env.js';
+import { waitFor } from '../../test/helpers/wait.js';
 
 const NSID = 1;
 const BLOCK = 512;
@@ -24,14 +25,6 @@ function record(rec: number, gen: number): Buffer {
     b.writeUInt32LE(i, i + 12);
   }
   return b;
-}
-
-async function waitFor(cond: () => boolean, ms: number, what: string, detail?: () => string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}${detail ? `: ${detail()}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describeKernel('kernel nvmet: multipath', (target) => {
