@@ -11,45 +11,16 @@
 import { describe, inject } from 'vitest';
 import type { TestContext } from 'vitest';
 import { guestExec, readConsole } from './qemu-target.js';
-import type { AnaGroupInfo, ExecOptions, ExecResult, TargetPorts } from './qemu-target.js';
+import type { ExecOptions, ExecResult, KernelTarget, TargetPorts } from './qemu-target.js';
 
 export type { AnaGroupInfo, AnaStateName, TargetPort, TargetPorts } from './qemu-target.js';
 
 /** Serialisable description of the target, provided by global-setup.ts under the key 'kernelTarget'. */
 export type KernelTargetInfo =
-  | {
-      available: true;
-      /** Address of nvmet port 1: the guest address (TAP) or '127.0.0.1' (user mode). Same as ports.nvme1.host. */
-      host: string;
-      /** TCP port of nvmet port 1: 4420 (TAP) or a forwarded loopback port (user mode). Same as ports.nvme1.port. */
-      port: number;
-      /** TCP port of the control channel on `host` (guest 5555). */
-      ctlPort: number;
-      /** 'tap': test network namespace with a TAP link to the guest; 'user': QEMU user-mode networking. */
-      network: 'tap' | 'user';
-      /** Why the target runs on user-mode networking ('' in TAP mode). */
-      userNetReason: string;
-      /** Name of the test network namespace (TAP mode), else null. */
-      netns: string | null;
-      /** True when every address in a discovery log (entries and referrals) is reachable from the tests. */
-      discoveryReachable: boolean;
-      /** nvmet ports 1 (nvme1), 2 (nvme2) and 3 (discovery) with their portid, guest port and host-visible address. */
-      ports: TargetPorts;
-      openNqn: string;
-      restrictedNqn: string;
-      allowedHostNqn: string;
-      discoveryNqn: string;
-      /** Subsystem on ports 1 and 2 with ns 1 (16 MiB) in ANA group 2 and ns 2 (8 MiB) in ANA group 3. */
-      multipathNqn: string;
-      /** ANA groups of the multipath subsystem with their boot-time state on ports 1 and 2. */
-      anaGroups: AnaGroupInfo[];
-      /** Guest address as the target sees itself (appears in discovery log entries and referrals). */
-      guestAddr: string;
-      kernelVersion: string;
+  | ({ available: true } & Omit<KernelTarget, 'exec' | 'stop' | 'consoleLog'> & {
       /** Path of the guest's serial console log. */
       consoleLog: string;
-      bootMs: number;
-    }
+    })
   | { available: false; reason: string };
 
 declare module 'vitest' {

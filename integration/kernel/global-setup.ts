@@ -42,27 +42,10 @@ export default async function setup(project: TestProject): Promise<(() => Promis
   } else {
     console.info(`kernel nvmet target (Linux ${target.kernelVersion}) at ${target.guestAddr} in ${target.netns ?? 'this network namespace'}, ready in ${target.bootMs} ms`);
   }
-  const info: KernelTargetInfo = {
-    available: true,
-    host: target.host,
-    port: target.port,
-    ctlPort: target.ctlPort,
-    network: target.network,
-    userNetReason: target.userNetReason,
-    netns: target.netns,
-    discoveryReachable: target.discoveryReachable,
-    ports: target.ports,
-    openNqn: target.openNqn,
-    restrictedNqn: target.restrictedNqn,
-    allowedHostNqn: target.allowedHostNqn,
-    discoveryNqn: target.discoveryNqn,
-    multipathNqn: target.multipathNqn,
-    anaGroups: target.anaGroups,
-    guestAddr: target.guestAddr,
-    kernelVersion: target.kernelVersion,
-    consoleLog: target.consoleLog(),
-    bootMs: target.bootMs,
-  };
+  // Everything but the functions crosses to the test workers; the console log goes as its path.
+  const { exec: _exec, stop: _stop, consoleLog, ...data } = target;
+  const info: KernelTargetInfo = { available: true, ...data, consoleLog: consoleLog() };
+
   project.provide('kernelTarget', info);
   return async () => {
     await target.stop();
