@@ -6,7 +6,7 @@ import { UnsupportedError } from '../errors.js';
 import { connect, type Controller } from '../host/controller.js';
 import { discover, type DiscoveryEntry, type DiscoveryResult } from '../host/discovery.js';
 import * as cmds from '../protocol/commands.js';
-import { FeatureId, LogPageId, NSID_ALL } from '../protocol/constants.js';
+import { FeatureId, NSID_ALL, featureName, logPageName } from '../protocol/constants.js';
 import type { IdentifyController, IdentifyNamespace, PowerStateDescriptor } from '../protocol/identify.js';
 import type { AnaLog } from '../protocol/logpages.js';
 import {
@@ -510,25 +510,6 @@ export const anaLogCommand: Command = {
 // ---------------------------------------------------------------------------------------------
 // get-log
 
-const LOG_NAMES: Record<number, string> = {
-  [LogPageId.SupportedLogPages]: 'Supported Log Pages',
-  [LogPageId.ErrorInformation]: 'Error Information',
-  [LogPageId.SmartHealth]: 'SMART / Health Information',
-  [LogPageId.FirmwareSlot]: 'Firmware Slot Information',
-  [LogPageId.ChangedNamespaceList]: 'Changed Namespace List',
-  [LogPageId.CommandsSupportedAndEffects]: 'Commands Supported and Effects',
-  [LogPageId.DeviceSelfTest]: 'Device Self-test',
-  [LogPageId.Ana]: 'Asymmetric Namespace Access',
-  [LogPageId.PersistentEvent]: 'Persistent Event',
-  [LogPageId.Discovery]: 'Discovery',
-  [LogPageId.ReservationNotification]: 'Reservation Notification',
-  [LogPageId.SanitizeStatus]: 'Sanitize Status',
-};
-
-/** The spec's name of a log page (or "LID 0xNN"). */
-export function logPageName(lid: number): string {
-  return LOG_NAMES[lid] ?? `LID ${hex(lid, 2)}`;
-}
 
 export const getLogCommand: Command = {
   name: 'get-log',
@@ -577,36 +558,6 @@ function parseRequiredInt(v: Values, name: string, min: number, max: number, wha
 // ---------------------------------------------------------------------------------------------
 // get-feature
 
-const FEATURE_NAMES: Record<number, string> = {
-  [FeatureId.Arbitration]: 'Arbitration',
-  [FeatureId.PowerManagement]: 'Power Management',
-  [FeatureId.LbaRangeType]: 'LBA Range Type',
-  [FeatureId.TemperatureThreshold]: 'Temperature Threshold',
-  [FeatureId.ErrorRecovery]: 'Error Recovery',
-  [FeatureId.VolatileWriteCache]: 'Volatile Write Cache',
-  [FeatureId.NumberOfQueues]: 'Number of Queues',
-  [FeatureId.InterruptCoalescing]: 'Interrupt Coalescing',
-  [FeatureId.InterruptVectorConfiguration]: 'Interrupt Vector Configuration',
-  [FeatureId.WriteAtomicityNormal]: 'Write Atomicity Normal',
-  [FeatureId.AsyncEventConfiguration]: 'Asynchronous Event Configuration',
-  [FeatureId.AutonomousPowerStateTransition]: 'Autonomous Power State Transition',
-  [FeatureId.HostMemoryBuffer]: 'Host Memory Buffer',
-  [FeatureId.Timestamp]: 'Timestamp',
-  [FeatureId.KeepAliveTimer]: 'Keep Alive Timer',
-  [FeatureId.HostControlledThermalManagement]: 'Host Controlled Thermal Management',
-  [FeatureId.NonOperationalPowerStateConfig]: 'Non-Operational Power State Config',
-  [FeatureId.HostBehaviorSupport]: 'Host Behavior Support',
-  [FeatureId.SoftwareProgressMarker]: 'Software Progress Marker',
-  [FeatureId.HostIdentifier]: 'Host Identifier',
-  [FeatureId.ReservationNotificationMask]: 'Reservation Notification Mask',
-  [FeatureId.ReservationPersistence]: 'Reservation Persistence',
-  [FeatureId.NamespaceWriteProtectionConfig]: 'Namespace Write Protection Config',
-};
-
-/** The spec's name of a feature (or "FID 0xNN"). */
-export function featureName(fid: number): string {
-  return FEATURE_NAMES[fid] ?? `FID ${hex(fid, 2)}`;
-}
 
 const SEL_NAMES = ['current', 'default', 'saved', 'supported'] as const;
 

@@ -21,8 +21,8 @@ import {
   FabricsType,
   FeatureId,
   IDENTIFY_DATA_SIZE,
-  LogPageId,
   NvmOpcode,
+  logPageName,
 } from './constants.js';
 import type { Cqe } from './cqe.js';
 import { NQN_FIELD_SIZE, parseUuid, readNqnField, validateNqn, writeNqnField } from './nqn.js';
@@ -382,16 +382,6 @@ export interface GetLogPageOptions {
   uuidIndex?: number;
 }
 
-const logPageNames = new Map<number, string>([
-  [LogPageId.ErrorInformation, 'Error Information'],
-  [LogPageId.SmartHealth, 'SMART / Health Information'],
-  [LogPageId.FirmwareSlot, 'Firmware Slot Information'],
-  [LogPageId.ChangedNamespaceList, 'Changed Namespace List'],
-  [LogPageId.CommandsSupportedAndEffects, 'Commands Supported and Effects'],
-  [LogPageId.Ana, 'Asymmetric Namespace Access'],
-  [LogPageId.Discovery, 'Discovery'],
-  [LogPageId.ReservationNotification, 'Reservation Notification'],
-]);
 
 /** Get Log Page (admin 02h). */
 export function getLogPage(o: GetLogPageOptions): NvmeCommand {
@@ -409,7 +399,7 @@ export function getLogPage(o: GetLogPageOptions): NvmeCommand {
   const csi = checkInt('csi', o.csi ?? 0, 0, 0xff);
   const uuidIndex = checkInt('uuidIndex', o.uuidIndex ?? 0, 0, 0x7f);
   const numd = length / 4 - 1;
-  const name = `Get Log Page (${logPageNames.get(lid) ?? `LID 0x${lid.toString(16).padStart(2, '0')}`})`;
+  const name = `Get Log Page (${logPageName(lid)})`;
   return cmd(
     name,
     'admin',
