@@ -125,6 +125,8 @@ describe('cli: help, version and usage errors', () => {
     [['monitor'], /--discovery/],
     [['perf', '-a', '127.0.0.1', '-n', NQN, '--rw', 'trim'], /--rw must be one of read, write, randrw/],
     [['perf', '-a', '127.0.0.1', '-n', NQN, '--time', 'x'], /--time must be/],
+    // Bounds derived from millisecond limits print as whole numbers, never as fractional hex.
+    [['id-ctrl', '-a', '127.0.0.1', '-n', NQN, '--keep-alive-tmo', '99999999'], /--keep-alive-tmo must be an integer 0\.\.0x418937 \(/],
   ])('exits 2 for %j', async (args, message) => {
     const r = await run(args);
     expect(r.code).toBe(2);

@@ -74,6 +74,13 @@ describe('target: bring-up and identify', () => {
     expect(tc.effectiveKato).toBe(2000);
   });
 
+  it('reports MAXCMD within 16 bits when MQES is 0xffff', async () => {
+    await env.start({ target: { mqes: 0xffff } });
+    const ctrl = await env.connect({ ioQueues: 1, queueSize: 64 });
+    expect(ctrl.cap.mqes).toBe(0xffff);
+    expect(ctrl.identity.maxcmd).toBe(0xffff);
+  });
+
   it('lists namespaces and their identifiers', async () => {
     await env.start({ ns: { nsid: 3, blocks: 1000, blockSize: 4096, nguid: '00112233445566778899aabbccddeeff', uuid: 'd3b1c7a0-5f43-4e2b-8a61-7c9e0d2f4b15', eui64: '0011223344556677' } });
     env.subsys.addNamespace({ nsid: 1, blocks: 64 });
@@ -316,6 +323,26 @@ describe('target: keep-alive and shutdown', () => {
     expect(elapsed).toBeLessThan(1500);
     expect(timeouts).toEqual([c.cqe.dw0]);
     expect(env.target.controllers()).toHaveLength(0);
+  });
+
+  it('holds a KATO longer than the longest Node timer without re-arming in a loop', async () => {
+    await env.start();
+    const overflows: string[] = [];
+    const onWarning = (w: Error) => {
+      if (w.name === 'TimeoutOverflowWarning') overflows.push(w.message);
+    };
+    process.on('warning', onWarning);
+    try {
+      const ctrl = await env.connect({ kato: 0xffffffff });
+      await sleep(100);
+      expect(ctrl.state).toBe('live');
+      expect(env.target.controllers()).toHaveLength(1);
+      // Let queued warnings be delivered before judging.
+      await new Promise((r) => setImmediate(r));
+      expect(overflows).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 
   it('counts any command as keep-alive traffic with TBKAS', async () => {

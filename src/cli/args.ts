@@ -133,6 +133,7 @@ const INT_RE = /^(?:0x[0-9a-f]+|\d+)$/i;
 
 /** An integer written in decimal or 0x hex, within [min, max]. */
 export function parseInteger(name: string, s: string, min: number, max: number, command?: string): number {
+  if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max)) throw new RangeError(`parseInteger(${name}): bounds must be integers`);
   const t = s.trim();
   const v = INT_RE.test(t) ? Number(t) : NaN;
   if (!Number.isSafeInteger(v) || v < min || v > max) {
@@ -312,7 +313,7 @@ export function machineHostNqn(): string | undefined {
 export function connectFlags(v: Values, defaults: { ioQueues?: number; events?: boolean } = {}, subnqn?: string): Omit<ConnectOptions, 'host' | 'port'> {
   checkTransport(v);
   const o: Omit<ConnectOptions, 'host' | 'port'> = { subnqn: subnqn ?? v.required('nqn', 'the subsystem NQN'), ...hostOptions(v) };
-  const kato = v.int('keep-alive-tmo', 0, 0xffffffff / 1000);
+  const kato = v.int('keep-alive-tmo', 0, Math.floor(0xffffffff / 1000));
   if (kato !== undefined) o.kato = kato * 1000;
   if (v.flag('hdr-digest')) o.headerDigest = true;
   if (v.flag('data-digest')) o.dataDigest = true;
@@ -347,5 +348,5 @@ export function secondsFlag(v: Values, name: string, min: number): number | unde
   const s = v.str(name);
   if (s === undefined) return undefined;
   if (s.trim() === '-1' && min < 0) return -1;
-  return parseInteger(`--${name}`, s, Math.max(0, min), 0x7fffffff / 1000, v.command) * 1000;
+  return parseInteger(`--${name}`, s, Math.max(0, min), Math.floor(0x7fffffff / 1000), v.command) * 1000;
 }

@@ -138,7 +138,8 @@ export function identifyController(ctrl: TargetController, core: TargetCore): Bu
     kas: o.kas,
     sqes: 0x66,
     cqes: 0x44,
-    maxcmd: o.mqes + 1,
+    // MAXCMD is 16 bits: MQES 0xffff (65536 entries) cannot be expressed; report the largest value that fits.
+    maxcmd: Math.min(o.mqes + 1, 0xffff),
     // SGLs supported, SGL offsets (in-capsule data), Transport SGL Data Block descriptors.
     sgls: (1 | (1 << 20) | (1 << 21)) >>> 0,
     subnqn: ctrl.subnqn,

@@ -13,6 +13,9 @@ import type { TargetSubsystem } from './subsystem.js';
 import type { AsyncEvent } from './types.js';
 import type { ResolvedOptions, TargetPort } from './core.js';
 
+/** The longest delay Node's setTimeout honours. */
+const MAX_TIMER_MS = 0x7fffffff;
+
 /** Asynchronous Event Configuration bits (Set Features FID 0Bh) the target reports on. */
 export const AecBit = { NamespaceAttribute: 1 << 8, AnaChange: 1 << 11, DiscoveryLogChange: 1 << 31 } as const;
 
@@ -234,6 +237,7 @@ export class TargetController {
   }
 
   private armKeepAlive(ms: number): void {
+    // Node's timers take at most 2^31-1 ms (larger values fire after 1 ms): wait in steps, the callback re-arms.
     this.kaTimer = setTimeout(() => {
       this.kaTimer = undefined;
       if (this.closed) return;
@@ -247,7 +251,7 @@ export class TargetController {
       this.owner.controllerEvent('keep-alive-timeout', this, {});
       this.csts |= 2;
       this.close(`keep-alive timeout (${kato} ms without Keep Alive)`);
-    }, ms);
+    }, Math.min(ms, MAX_TIMER_MS));
     this.kaTimer.unref();
   }
 
