@@ -81,6 +81,14 @@ describe('target: bring-up and identify', () => {
     expect(ctrl.identity.maxcmd).toBe(0xffff);
   });
 
+  it('refuses a log read larger than one Buffer can hold, before sending', async () => {
+    await env.start();
+    const ctrl = await env.connect({ ioQueues: 1 });
+    const err = await ctrl.readLog({ lid: LogPageId.SmartHealth, length: 2 ** 33 }).then(() => undefined, (e: unknown) => e);
+    expect((err as NvmeofError).code).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect(ctrl.state).toBe('live');
+  });
+
   it('lists namespaces and their identifiers', async () => {
     await env.start({ ns: { nsid: 3, blocks: 1000, blockSize: 4096, nguid: '00112233445566778899aabbccddeeff', uuid: 'd3b1c7a0-5f43-4e2b-8a61-7c9e0d2f4b15', eui64: '0011223344556677' } });
     env.subsys.addNamespace({ nsid: 1, blocks: 64 });

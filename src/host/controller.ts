@@ -5,7 +5,7 @@
  * CSTS.RDY (bounded by CAP.TO), Identify Controller, Set Features Number of Queues, then one Connect per I/O queue
  * carrying the CNTLID the admin Connect returned. Keep Alive runs on the admin queue at half of KATO.
  */
-import { Buffer } from 'node:buffer';
+import { Buffer, constants as bufferConstants } from 'node:buffer';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { debuglog } from 'node:util';
@@ -475,7 +475,9 @@ export class Controller {
     if (!o || typeof o !== 'object') throw new InvalidArgumentError('readLog options must be an object');
     const { lid, length } = o;
     const base = o.offset ?? 0;
-    if (!Number.isInteger(length) || length < 4 || length % 4 !== 0) throw new InvalidArgumentError(`log length must be a positive multiple of 4, got ${String(length)}`);
+    if (!Number.isInteger(length) || length < 4 || length % 4 !== 0 || length > bufferConstants.MAX_LENGTH) {
+      throw new InvalidArgumentError(`log length must be a positive multiple of 4 of at most ${bufferConstants.MAX_LENGTH} bytes, got ${String(length)}`);
+    }
     if (!Number.isSafeInteger(base) || base < 0 || base % 4 !== 0) throw new InvalidArgumentError(`log offset must be a non-negative multiple of 4, got ${String(base)}`);
     const chunk = Math.max(4096, this.maxTransferBytes - (this.maxTransferBytes % 4));
     const submit: SubmitOptions = { timeout: o.timeout, signal: o.signal };

@@ -5,8 +5,8 @@
  * namespace size before anything is sent, and requests larger than the controller's MDTS (or the 65536-block NLB
  * limit) are split into several commands that run concurrently across the I/O queues.
  */
-import { Buffer } from 'node:buffer';
-import { InvalidArgumentError, NvmeStatusError, UnsupportedError } from '../errors.js';
+import { Buffer, constants as bufferConstants } from 'node:buffer';
+import { ControllerError, InvalidArgumentError, NvmeStatusError, UnsupportedError } from '../errors.js';
 import { PathStatus, StatusCodeType } from '../protocol/constants.js';
 import type { AnaStateName } from './ana.js';
 import * as cmds from '../protocol/commands.js';
@@ -62,6 +62,13 @@ export interface LbaRange {
 /** Largest NLB one command can carry (16-bit 0's based field). */
 const MAX_NLB = 65536;
 
+/** LBA data sizes the library accepts: from 512 bytes (the spec's minimum, LBADS 9) to 16 MiB (LBADS 24). */
+const MIN_LBADS = 9;
+const MAX_LBADS = 24;
+
+/** The largest Buffer Node can allocate. */
+const MAX_BUFFER_BYTES = bufferConstants.MAX_LENGTH;
+
 /** Block I/O and reservations on one namespace of a controller. Create with `ctrl.namespace(nsid)`. */
 export class Namespace {
   /** Namespace ID. */
@@ -84,6 +91,13 @@ export class Namespace {
   private readonly owner: NamespaceOwner;
 
   constructor(owner: NamespaceOwner, nsid: number, identity: IdentifyNamespace, descriptors: NsIdDescriptor[]) {
+    const lbads = identity.currentLbaFormat.lbads;
+    if (lbads < MIN_LBADS || lbads > MAX_LBADS) {
+      throw new ControllerError(
+        `namespace ${nsid} reports an LBA data size of 2^${lbads} bytes (LBADS ${lbads} in LBA format ${identity.lbafIndex}); ` +
+          `usable sizes are ${2 ** MIN_LBADS} bytes to ${2 ** MAX_LBADS / 1048576} MiB`,
+      );
+    }
     this.owner = owner;
     this.nsid = nsid;
     this.identity = identity;
@@ -148,6 +162,9 @@ export class Namespace {
   /** Read `blocks` logical blocks starting at `lba`. */
   async read(lba: bigint | number, blocks: number, opts?: IoOptions): Promise<Buffer> {
     const slba = this.checkRange('read', lba, blocks);
+    if (blocks * this.blockSize > MAX_BUFFER_BYTES) {
+      throw new InvalidArgumentError(`read: ${blocks} blocks of ${this.blockSize} bytes do not fit in one Buffer (at most ${MAX_BUFFER_BYTES} bytes); read in pieces or use readInto`);
+    }
     const out = Buffer.allocUnsafe(blocks * this.blockSize);
     await this.readIntoChecked(slba, blocks, out, opts);
     return out;
@@ -195,7 +212,8 @@ export class Namespace {
     if (!Array.isArray(ranges) || ranges.length === 0) throw new InvalidArgumentError('deallocate needs at least one range');
     this.requireOncs('deallocate', 'dsm');
     const entries: { slba: bigint; nlb: number }[] = [];
-    for (const r of ranges) {
+    for (const [i, r] of ranges.entries()) {
+      if (r === null || typeof r !== 'object') throw new InvalidArgumentError(`deallocate: range ${i} must be an object { lba, blocks }, got ${r === null ? 'null' : typeof r}`);
       const slba = this.checkRange('deallocate', r.lba, r.blocks, 0xffffffff);
       entries.push({ slba, nlb: r.blocks });
     }
