@@ -76,6 +76,7 @@ export * from './multipath/index.js';
 export {
   QueuePair,
   fesName,
+  MAX_QUEUE_DEPTH,
   type QueuePairOptions,
   type QueuePairState,
   type SubmitOptions,

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { InvalidArgumentError } from '../errors.js';
 import type { ConnectOptions } from '../host/controller.js';
+import { MAX_QUEUE_DEPTH } from '../transport/queue-pair.js';
 import { DISCOVERY_NQN, formatUuid, uuidHostNqn } from '../protocol/nqn.js';
 
 /** Bad command line: unknown command or option, missing or invalid value. Exit code 2. */
@@ -319,7 +320,7 @@ export function connectFlags(v: Values, defaults: { ioQueues?: number; events?: 
   if (v.flag('data-digest')) o.dataDigest = true;
   const ioq = v.int('nr-io-queues', 0, 65534) ?? defaults.ioQueues;
   if (ioq !== undefined) o.ioQueues = ioq;
-  const qs = v.int('queue-size', 1, 65535);
+  const qs = v.int('queue-size', 1, MAX_QUEUE_DEPTH);
   if (qs !== undefined) o.queueSize = qs;
   const timeout = v.int('timeout', 0, 3_600_000);
   if (timeout !== undefined) o.commandTimeout = timeout;

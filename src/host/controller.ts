@@ -27,7 +27,7 @@ import { FABRICS_OPCODE, FabricsType, Property, StatusCodeType } from '../protoc
 import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
 import { ControllerType, parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, parseNsIdDescriptors, mdtsBytes, type IdentifyController, type OncsFlags } from '../protocol/identify.js';
 import type { AnaLog } from '../protocol/logpages.js';
-import { QueuePair, abortError, withTimeout, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
+import { MAX_QUEUE_DEPTH, QueuePair, abortError, withTimeout, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
 import { resolveHostIdentity, type HostIdentity } from './identity.js';
 import { Namespace } from './namespace.js';
 import { AnaTracker, readAnaLog, type AnaDiff, type AnaRefreshReason, type AnaStateName } from './ana.js';
@@ -177,6 +177,7 @@ export class Controller {
   /** Validate options, then bring up the controller. */
   static async connect(opts: ConnectOptions): Promise<Controller> {
     validateConnectOptions(opts);
+    if (opts.signal?.aborted) throw abortError(opts.signal);
     const id = resolveHostIdentity({ hostnqn: opts.hostnqn, hostid: opts.hostid });
     const ctrl = new Controller(opts, id);
     try {
@@ -725,12 +726,16 @@ function validateConnectOptions(o: ConnectOptions): void {
   };
   intRange('kato', o.kato, 0, 0xffffffff);
   intRange('ioQueues', o.ioQueues, 0, 65534);
-  intRange('queueSize', o.queueSize, 1, 65535);
+  // The queue pair keeps at most MAX_QUEUE_DEPTH commands in flight; a larger queue would fail after the admin queue is up.
+  intRange('queueSize', o.queueSize, 1, MAX_QUEUE_DEPTH);
   intRange('adminQueueSize', o.adminQueueSize, 1, 4095);
   intRange('connectTimeout', o.connectTimeout, 1, 3_600_000);
   intRange('commandTimeout', o.commandTimeout, 0, 3_600_000);
   intRange('maxTransferSize', o.maxTransferSize, 4096, 64 * 1024 * 1024);
-  if (o.events !== undefined && typeof o.events !== 'boolean') throw new InvalidArgumentError(`events must be a boolean, got ${String(o.events)}`);
+  for (const name of ['events', 'headerDigest', 'dataDigest'] as const) {
+    if (o[name] !== undefined && typeof o[name] !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${String(o[name])}`);
+  }
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError(`signal must be an AbortSignal, got ${typeof o.signal}`);
 }
 
 /** Connect to an NVMe-oF subsystem over TCP and bring the controller up. */

@@ -40,6 +40,9 @@ const chEnd = diagnostics.channel('nvmeof:command:end');
 /** Size of in-capsule data the admin queue accepts (NVMe/TCP: 8 KiB for admin and fabrics commands). */
 export const ADMIN_IN_CAPSULE_BYTES = 8192;
 
+/** Most commands one queue pair keeps in flight (its CID table: slot bits plus generation bits in 16 bits). */
+export const MAX_QUEUE_DEPTH = 4096;
+
 /** Lifecycle of a queue pair. */
 export type QueuePairState = 'connecting' | 'ready' | 'closing' | 'closed';
 
@@ -185,8 +188,8 @@ export class QueuePair {
 
   /** Open the TCP connection and negotiate ICReq/ICResp. */
   static async open(opts: QueuePairOptions): Promise<QueuePair> {
-    if (!Number.isInteger(opts.depth) || opts.depth < 1 || opts.depth > 4096) {
-      throw new InvalidArgumentError(`queue depth must be an integer 1..4096, got ${opts.depth}`);
+    if (!Number.isInteger(opts.depth) || opts.depth < 1 || opts.depth > MAX_QUEUE_DEPTH) {
+      throw new InvalidArgumentError(`queue depth must be an integer 1..${MAX_QUEUE_DEPTH}, got ${opts.depth}`);
     }
     const timeoutMs = opts.connectTimeout ?? 10_000;
     opts.signal?.throwIfAborted?.();
