@@ -7,6 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { connect, type ConnectOptions } from '../src/host/controller.js';
 import { ErrorCode, NvmeofError } from '../src/errors.js';
+import type { CommandInfo } from '../src/target/index.js';
+import { TargetEnv } from './helpers/target-env.js';
 
 let server: net.Server | undefined;
 afterEach(async () => {
@@ -30,7 +32,7 @@ async function countingListener(): Promise<{ port: number; count: () => number }
 const SUBNQN = 'nqn.2024-01.io.nvmeof.test:input';
 
 describe('connect(): options refused before anything is sent', () => {
-  it.each<[string, Partial<ConnectOptions> & Record<string, unknown>, RegExp]>([
+  it.each<[string, Record<string, unknown>, RegExp]>([
     ['queueSize above the queue pair depth', { queueSize: 4097 }, /queueSize must be an integer 1\.\.4096, got 4097/],
     ['queueSize at the spec maximum', { queueSize: 65535 }, /queueSize must be an integer 1\.\.4096/],
     ['a string headerDigest', { headerDigest: 'yes' }, /headerDigest must be a boolean, got yes/],
@@ -39,7 +41,7 @@ describe('connect(): options refused before anything is sent', () => {
     ['a plain object as signal', { signal: {} }, /signal must be an AbortSignal, got object/],
   ])('%s', async (_name, extra, message) => {
     const l = await countingListener();
-    const err = await connect({ host: '127.0.0.1', port: l.port, subnqn: SUBNQN, ...(extra as Partial<ConnectOptions>) }).then(
+    const err = await connect({ host: '127.0.0.1', port: l.port, subnqn: SUBNQN, ...(extra as Partial<ConnectOptions>) } as ConnectOptions).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -60,5 +62,33 @@ describe('connect(): options refused before anything is sent', () => {
     expect((err as NvmeofError).code).toBe(ErrorCode.ABORTED);
     await new Promise((r) => setTimeout(r, 20));
     expect(l.count()).toBe(0);
+  });
+});
+
+describe('per-command options refused before anything is sent', () => {
+  const env = new TargetEnv();
+  afterEach(() => env.cleanup());
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ['a negative timeout', { timeout: -1 }, 'timeout must be an integer'],
+    ['a string timeout', { timeout: 'x' }, 'timeout must be an integer'],
+    ['a null timeout', { timeout: null }, 'timeout must be an integer'],
+    ['a fractional timeout', { timeout: 1.5 }, 'timeout must be an integer'],
+    ['a timeout beyond the longest timer', { timeout: 2 ** 31 }, 'timeout must be an integer'],
+    ['a plain object as signal', { signal: {} }, 'signal must be an AbortSignal'],
+  ])('ns.read with %s rejects with NVMEOF_ERR_INVALID_ARGUMENT and close() still settles', async (_name, opts, message) => {
+    await env.start();
+    const ctrl = await env.connect({ ioQueues: 1 });
+    const ns = await ctrl.namespace(1);
+    let reads = 0;
+    env.target.on('command', (c: CommandInfo) => {
+      if (c.opcode === 0x02 && c.qid > 0) reads++;
+    });
+    const err = await ns.read(0, 1, opts as never).then(() => undefined, (e: unknown) => e);
+    expect((err as NvmeofError).code).toBe(ErrorCode.INVALID_ARGUMENT);
+    expect((err as Error).message).toContain(message);
+    expect(reads).toBe(0);
+    await ctrl.close();
+    expect(ctrl.state).toBe('closed');
   });
 });

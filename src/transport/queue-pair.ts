@@ -40,6 +40,9 @@ const chEnd = diagnostics.channel('nvmeof:command:end');
 /** Size of in-capsule data the admin queue accepts (NVMe/TCP: 8 KiB for admin and fabrics commands). */
 export const ADMIN_IN_CAPSULE_BYTES = 8192;
 
+/** Longest timeout, in ms, a command or a connect may be given (the longest delay Node's timers honour). */
+export const MAX_TIMEOUT_MS = 0x7fffffff;
+
 /** Most commands one queue pair keeps in flight (its CID table: slot bits plus generation bits in 16 bits). */
 export const MAX_QUEUE_DEPTH = 4096;
 
@@ -291,9 +294,15 @@ export class QueuePair {
       return Promise.reject(new InvalidArgumentError(`${cmd.name}: readInto has ${opts.readInto.length} bytes, need ${readLength}`));
     }
     const signal = opts?.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      return Promise.reject(new InvalidArgumentError(`${cmd.name}: signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`));
+    }
+    const timeout = opts?.timeout === undefined ? this.defaultTimeout : opts.timeout;
+    if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMEOUT_MS) {
+      return Promise.reject(new InvalidArgumentError(`${cmd.name}: timeout must be an integer 0..${MAX_TIMEOUT_MS} ms (0 = none), got ${String(timeout)}`));
+    }
     if (signal?.aborted) return Promise.reject(abortError(signal));
     return new Promise<Completion>((resolve, reject) => {
-      const timeout = opts?.timeout ?? this.defaultTimeout;
       const entry: Entry = {
         cmd,
         cid: 0,
