@@ -6,12 +6,14 @@ export default defineConfig({
     'protocol/index': 'src/protocol/index.ts',
     'target/index': 'src/target/index.ts',
     'spdk/index': 'src/spdk/index.ts',
+    'transport/index': 'src/transport/index.ts',
     // The nvmeof executable (package.json "bin"); src/cli/main.ts starts with a #! line, kept by the build, which
     // also marks the output executable.
     'cli/main': 'src/cli/main.ts',
   },
   format: ['esm', 'cjs'],
-  dts: true,
+  // Members marked @internal are implementation details: they stay out of the published declarations.
+  dts: { compilerOptions: { stripInternal: true } },
   sourcemap: true,
   clean: true,
   target: 'node20',

@@ -49,15 +49,44 @@ export interface NvmeofErrorOptions {
   cause?: unknown;
 }
 
-/** Base class of every error thrown by nvmeof. */
+/**
+ * Registered symbol under which every nvmeof error records the names of its classes. `instanceof` checks it, so an
+ * error thrown by one copy of the package (a second install in node_modules, or the CJS and ESM builds side by side)
+ * is still an instance of the other copy's classes, as undici does for its errors.
+ */
+const kErrorClasses = Symbol.for('nvmeof.error.classes');
+
+/** The class names from `ctor` up to and including NvmeofError. */
+function classNames(ctor: unknown): readonly string[] {
+  const names: string[] = [];
+  for (let c = ctor as { name?: string } | null; c && c !== Error && c !== Function.prototype; c = Object.getPrototypeOf(c) as { name?: string } | null) {
+    if (typeof c.name === 'string' && c.name) names.push(c.name);
+  }
+  return names;
+}
+
+/**
+ * Base class of every error thrown by nvmeof. Match on {@link NvmeofError.code}; `instanceof` works across duplicate
+ * copies of the package.
+ */
 export class NvmeofError extends Error {
   /** Stable error code to match on. */
   readonly code: ErrorCodeValue;
+  declare readonly [kErrorClasses]: readonly string[];
 
   constructor(code: ErrorCodeValue, message: string, options?: NvmeofErrorOptions) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.name = new.target.name;
+    Object.defineProperty(this, kErrorClasses, { value: classNames(new.target), enumerable: false });
+  }
+
+  /** `x instanceof C` for C = NvmeofError or any subclass, by class name, across copies of the package. */
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    if (typeof x !== 'object' || x === null) return false;
+    const names = (x as { [kErrorClasses]?: unknown })[kErrorClasses];
+    if (!Array.isArray(names)) return false;
+    return names.includes((this as { name: string }).name);
   }
 }
 
@@ -159,8 +188,9 @@ export class ProtocolError extends NvmeofError {
   }
 }
 
-/** A header digest or data digest did not match. */
+/** A header digest or data digest did not match (`NVMEOF_ERR_DIGEST`). */
 export class DigestError extends ProtocolError {
+  /** Which digest failed. */
   readonly kind: 'header' | 'data';
   constructor(kind: 'header' | 'data', expected: number, actual: number) {
     super(
@@ -173,9 +203,11 @@ export class DigestError extends ProtocolError {
   }
 }
 
-/** The peer terminated the connection with a TermReq PDU. */
+/** The peer terminated the connection with a TermReq PDU (`NVMEOF_ERR_TERMINATED`). */
 export class TerminatedError extends NvmeofError {
+  /** Fatal Error Status the peer reported. */
   readonly fes: number;
+  /** Fatal Error Information the peer reported. */
   readonly fei: number;
   constructor(message: string, fes: number, fei: number) {
     super(ErrorCode.TERMINATED, message);
@@ -184,24 +216,28 @@ export class TerminatedError extends NvmeofError {
   }
 }
 
+/** A command, a connect or a state wait did not finish in time (`NVMEOF_ERR_TIMEOUT`). */
 export class TimeoutError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.TIMEOUT, message, options);
   }
 }
 
+/** The connection closed, or was destroyed, while the operation was pending (`NVMEOF_ERR_CONNECTION_CLOSED`). */
 export class ConnectionClosedError extends NvmeofError {
   constructor(message = 'connection closed', options?: NvmeofErrorOptions) {
     super(ErrorCode.CONNECTION_CLOSED, message, options);
   }
 }
 
+/** The TCP connection could not be established (`NVMEOF_ERR_CONNECTION_FAILED`). */
 export class ConnectionFailedError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.CONNECTION_FAILED, message, options);
   }
 }
 
+/** The caller passed an invalid argument; nothing was sent (`NVMEOF_ERR_INVALID_ARGUMENT`). The message names the value. */
 export class InvalidArgumentError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.INVALID_ARGUMENT, message, options);
@@ -215,30 +251,35 @@ export class AbortedError extends NvmeofError {
   }
 }
 
+/** The keep-alive exchange failed and the controller is considered dead (`NVMEOF_ERR_KEEP_ALIVE`). */
 export class KeepAliveError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.KEEP_ALIVE, message, options);
   }
 }
 
+/** The object is in a state that does not allow the operation, e.g. closed (`NVMEOF_ERR_INVALID_STATE`). */
 export class InvalidStateError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.INVALID_STATE, message, options);
   }
 }
 
+/** The controller reported something the library cannot work with, e.g. CSTS.CFS or an unusable block size (`NVMEOF_ERR_CONTROLLER`). */
 export class ControllerError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.CONTROLLER, message, options);
   }
 }
 
+/** No usable path is left to a multipath namespace (`NVMEOF_ERR_NO_PATH`). */
 export class NoPathError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.NO_PATH, message, options);
   }
 }
 
+/** The controller does not support the command or feature; nothing was sent (`NVMEOF_ERR_UNSUPPORTED`). */
 export class UnsupportedError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.UNSUPPORTED, message, options);

@@ -73,15 +73,8 @@ export {
   type TcpSecurityName,
 } from './host/discovery.js';
 export * from './multipath/index.js';
-export {
-  QueuePair,
-  fesName,
-  MAX_QUEUE_DEPTH,
-  type QueuePairOptions,
-  type QueuePairState,
-  type SubmitOptions,
-  type Completion,
-} from './transport/queue-pair.js';
+// The queue pair itself is in the `nvmeof/transport` subpath; these types appear in the root API's signatures.
+export { MAX_QUEUE_DEPTH, MAX_TIMEOUT_MS, type SubmitOptions, type Completion } from './transport/queue-pair.js';
 export * as protocol from './protocol/index.js';
 export type { NvmeCommand } from './protocol/commands.js';
 export type { Cqe } from './protocol/cqe.js';

@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { connect, ErrorCode, NvmeStatusError, QueuePair, type Controller, type Namespace } from '../../src/index.js';
+import { connect, ErrorCode, NvmeStatusError, type Controller, type Namespace } from '../../src/index.js';
+import { QueuePair } from '../../src/transport/index.js';
 import * as cmds from '../../src/protocol/commands.js';
 import { describeKernel } from './env.js';
 

@@ -64,7 +64,7 @@ export const SqeOffset = {
 // ---------------------------------------------------------------------------------------------
 // Argument checks shared by the protocol encoders (kept here so every codec reports alike).
 
-/** @internal Throw unless `v` is an integer in [min, max]; returns it. */
+/** Implementation detail of the codecs: throw unless `v` is an integer in [min, max]; returns it. */
 export function checkInt(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, got ${describeValue(v)}`);
@@ -83,7 +83,7 @@ export function checkDword(name: string, v: unknown): number {
   return v >>> 0;
 }
 
-/** @internal A bigint in 0..2^64-1 (or a non-negative safe integer number). */
+/** Implementation detail of the codecs: a bigint in 0..2^64-1 (or a non-negative safe integer number). */
 export function checkU64(name: string, v: unknown): bigint {
   if (typeof v === 'bigint') {
     if (v < 0n || v > 0xffffffffffffffffn) {
@@ -95,7 +95,7 @@ export function checkU64(name: string, v: unknown): bigint {
   throw new InvalidArgumentError(`${name} must be a non-negative safe integer or a bigint below 2^64, got ${describeValue(v)}`);
 }
 
-/** @internal Short printable form of a value for error messages. */
+/** Implementation detail of the codecs: short printable form of a value for error messages. */
 export function describeValue(v: unknown): string {
   if (typeof v === 'bigint') return `${v}n`;
   if (typeof v === 'string') return JSON.stringify(v.length > 60 ? `${v.slice(0, 60)}...` : v);

@@ -34,7 +34,7 @@ export const AERL = 3;
 /** Changed Namespace List capacity before it overflows. */
 const CHANGED_NS_MAX = 1024;
 
-/** @internal What a controller needs from its target. */
+/** What a controller needs from its target (implementation detail, not exported from nvmeof/target). */
 export interface ControllerOwner {
   readonly options: ResolvedOptions;
   controllerClosed(ctrl: TargetController, reason: string): void;

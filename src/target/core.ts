@@ -206,7 +206,7 @@ export interface TargetReferral {
 
 // ---------------------------------------------------------------------------------------------
 
-/** @internal The target's state and the logic that spans objects. */
+/** The target's state and the logic that spans objects (implementation detail, not exported from nvmeof/target). */
 export class TargetCore implements SubsystemOwner, ControllerOwner {
   readonly options: ResolvedOptions;
   readonly faults = new FaultInjector();

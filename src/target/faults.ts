@@ -116,7 +116,7 @@ export interface FaultHandle {
   remove(): void;
 }
 
-/** @internal A rule with its counters. */
+/** A rule with its counters (implementation detail of the target, not exported from nvmeof/target). */
 export interface ActiveFault extends FaultHandle {
   readonly rule: Readonly<FaultRule>;
   /** The status field for `status`. */

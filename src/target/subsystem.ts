@@ -14,7 +14,7 @@ import type { TargetController } from './controller.js';
 /** A port given as its port ID or as an object carrying one (a TargetPort). */
 export type PortRef = number | { readonly portid: number };
 
-/** @internal What a subsystem needs from its target. */
+/** What a subsystem needs from its target (implementation detail, not exported from nvmeof/target). */
 export interface SubsystemOwner {
   readonly maxNamespaces: number;
   readonly anaGroupMax: number;
