@@ -78,4 +78,7 @@ export { MAX_QUEUE_DEPTH, MAX_TIMEOUT_MS, type SubmitOptions, type Completion } 
 export * as protocol from './protocol/index.js';
 export type { NvmeCommand } from './protocol/commands.js';
 export type { Cqe } from './protocol/cqe.js';
-export type { IdentifyController, IdentifyNamespace, NsIdDescriptor, LbaFormat } from './protocol/identify.js';
+export type { IdentifyController, IdentifyNamespace, NsIdDescriptor, LbaFormat, OncsFlags } from './protocol/identify.js';
+// Types that public members return: importable from the root, not only through the `protocol` namespace.
+export type { AnaLog, AnaGroupDescriptor, ErrorLogEntry, SmartLog, DiscoveryLogEntry, ReservationNotificationLog } from './protocol/logpages.js';
+export type { Cap, Csts, Vs, Cc } from './protocol/properties.js';
