@@ -179,6 +179,23 @@ describe('ANA tracker', () => {
     expect(d.groups).toEqual([]);
   });
 
+  it('reports a provisional state the next log contradicts as a change back, with the provisional state as previous', async () => {
+    const reads: AnaLog[] = [log(1, [{ g: 1, s: 1, ns: [1] }])];
+    const seen: { reason: string; changed: unknown[]; groups: unknown[] }[] = [];
+    const t = new AnaTracker(async () => reads.shift()!, 10, (_l, d, reason) => seen.push({ reason, changed: d.changed, groups: d.groups }));
+    await t.refresh(false, 'initial');
+    reads.push(log(1, [{ g: 1, s: 1, ns: [1] }]));
+    t.noteStatus(1, 0x03);
+    expect(t.stateOf(1)).toBe('change');
+    await waitFor(() => seen.length === 2);
+    expect(t.stateOf(1)).toBe('optimized');
+    expect(seen[1]).toEqual({
+      reason: 'status',
+      changed: [{ nsid: 1, group: 1, state: 'optimized', previous: 'change' }],
+      groups: [{ group: 1, state: 'optimized', previous: 'change' }],
+    });
+  });
+
   it('never overlaps reads: calls during a read share one follow-up read', async () => {
     let active = 0;
     let maxActive = 0;

@@ -2,12 +2,11 @@ import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { InvalidArgumentError, ProtocolError } from '../src/errors.js';
+import { AnaState, anaStateName, isDefinedAnaState } from '../src/protocol/ana.js';
 import {
-  AnaState,
   DiscoverySubtype,
   TransportType,
   anaLogSize,
-  anaStateName,
   discoveryLogSize,
   encodeAnaLog,
   encodeChangedNsList,
@@ -261,13 +260,16 @@ describe('ANA log (LID 0Ch)', () => {
     expect(() => parseAnaLog(v)).toThrow(ProtocolError);
   });
 
-  it('masks the reserved upper bits of the state and names reserved states', () => {
+  it('masks the reserved upper bits of the state; a reserved state keeps its raw value and is named inaccessible', () => {
     const v = anaRgoVector();
     v[32] = 0x21;
     v[64] = 0x05;
     const log = parseAnaLog(v, { rgo: true });
     expect(log.groups[0]!.state).toBe(1);
-    expect(log.groups[1]!.stateName).toBe('reserved');
+    expect(log.groups[1]!.state).toBe(5);
+    expect(isDefinedAnaState(log.groups[1]!.state)).toBe(false);
+    // One judgement for every layer: a state the host does not understand must not carry I/O.
+    expect(log.groups[1]!.stateName).toBe('inaccessible');
     expect(anaStateName(4)).toBe('persistent-loss');
   });
 

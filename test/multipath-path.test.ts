@@ -169,6 +169,27 @@ describe('Path', () => {
     expect(changes.filter((c) => c.kind === 'ana').map((c) => c.anaState)).toEqual(['non-optimized', 'optimized', 'inaccessible', 'persistent-loss']);
   });
 
+  it('has one ANA reader: an ANA path status costs one log read, by the controller, and the path follows its result', async () => {
+    const fabric = new FakeFabric();
+    const p = makePath(fabric);
+    await p.start();
+    const ctrl = fabric.live(A)[0]!;
+    expect(ctrl.anaReads).toBe(1); // bring-up
+    expect(p.anaState(1)).toBe('optimized');
+    // The status says inaccessible; by the time the controller re-reads, the log says optimized again.
+    fabric.setAna(A, 'inaccessible', false);
+    const io = p.submit(cmds.read({ nsid: 1, slba: 0n, nlb: 1, blockSize: 512 }));
+    fabric.address(A).ana = 'optimized';
+    await expect(io).rejects.toMatchObject({ sct: 3, sc: 2 });
+    expect(p.anaState(1)).toBe('inaccessible');
+    // The controller's re-read contradicts the provisional state: the path goes back to optimized.
+    await waitFor(() => p.anaState(1) === 'optimized', 2000, 'the path to take the controller\'s log');
+    expect(ctrl.anaReads).toBe(2);
+    // A manual refresh also goes through the controller.
+    await p.refreshAna();
+    expect(ctrl.anaReads).toBe(3);
+  });
+
   it('leaves ANA unknown (usable) when the controller does not report ANA', async () => {
     const fabric = new FakeFabric();
     fabric.anaReporting = false;

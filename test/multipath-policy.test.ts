@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createSelector, FailoverSelector, QueueDepthSelector, RoundRobinSelector, type PathCandidate } from '../src/multipath/policy.js';
-import type { AnaStateName } from '../src/protocol/logpages.js';
+import type { AnaStateName } from '../src/protocol/ana.js';
 import { InvalidArgumentError } from '../src/errors.js';
 
 function cand(id: string, anaState: AnaStateName | undefined = 'optimized', outstanding = 0): PathCandidate {

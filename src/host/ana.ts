@@ -10,37 +10,16 @@
 import { Buffer } from 'node:buffer';
 import { debuglog } from 'node:util';
 import { LogPageId, NSID_ALL } from '../protocol/constants.js';
-import { ANA_GROUP_DESC_SIZE, ANA_LOG_HEADER_SIZE, anaStateName, parseAnaLog, type AnaLog } from '../protocol/logpages.js';
+import { ANA_GROUP_DESC_SIZE, ANA_LOG_HEADER_SIZE, parseAnaLog, type AnaLog } from '../protocol/logpages.js';
+import { anaStateFromPathStatus, anaStateName, type AnaStateName } from '../protocol/ana.js';
+
+export { anaStateUsable, anaStateFromPathStatus, type AnaStateName } from '../protocol/ana.js';
 import { ProtocolError } from '../errors.js';
 
 const debug = debuglog('nvmeof');
 
-/** ANA state of a namespace or group as a name. */
-export type AnaStateName = 'optimized' | 'non-optimized' | 'inaccessible' | 'persistent-loss' | 'change';
-
-/**
- * The name of an ANA state value. A value the spec reserves is reported as 'inaccessible': a path in a state the
- * host does not understand must not be used for I/O.
- */
-export function toAnaStateName(state: number): AnaStateName {
-  const n = anaStateName(state & 0x0f);
-  return n === 'reserved' ? 'inaccessible' : n;
-}
-
-/** True for the states in which a path serves I/O (optimized and non-optimized). */
-export function anaStateUsable(state: AnaStateName | undefined): boolean {
-  return state === 'optimized' || state === 'non-optimized';
-}
-
-/** ANA path status codes (SCT 3) mapped to the state they reveal. */
-export function anaStateFromPathStatus(sc: number): AnaStateName | undefined {
-  switch (sc) {
-    case 0x01: return 'persistent-loss';
-    case 0x02: return 'inaccessible';
-    case 0x03: return 'change';
-    default: return undefined;
-  }
-}
+/** The name of an ANA state value; a reserved value is named 'inaccessible' (the protocol layer's `anaStateName`). */
+export const toAnaStateName = anaStateName;
 
 /** One namespace whose ANA state (or group) changed between two reads of the log. */
 export interface AnaNamespaceChange {
@@ -177,31 +156,41 @@ export class AnaTracker {
 
   /**
    * Take a freshly read log: replace the state, drop provisional overrides, and return what changed relative to the
-   * previous log (not counting overrides). With `rgo` the namespace-to-group map is kept.
+   * previous log, plus provisional states the new log does not confirm. With `rgo` the namespace-to-group map is kept.
    */
   apply(log: AnaLog, rgo = false): AnaDiff {
     const prevGroups = new Map(this.groupState);
+    const prevOverrides = new Map(this.overrides);
     const prevNs = new Map(this.nsGroup);
     this.log = log;
     this.overrides.clear();
     this.groupState.clear();
-    for (const g of log.groups) this.groupState.set(g.anagrpid, toAnaStateName(g.state));
+    for (const g of log.groups) this.groupState.set(g.anagrpid, anaStateName(g.state));
     if (!rgo) {
       this.nsGroup.clear();
       for (const g of log.groups) for (const nsid of g.nsids) this.nsGroup.set(nsid, g.anagrpid);
     }
+    // A change is a state that differs from the previous log, or a provisional state (from an I/O status) that the log
+    // does not confirm: the namespace goes back to the log's state, and `previous` is the provisional one.
+    const before = (group: number | undefined, state: AnaStateName): { changed: boolean; previous: AnaStateName | undefined } => {
+      if (group === undefined) return { changed: true, previous: undefined };
+      const logged = prevGroups.get(group);
+      const provisional = prevOverrides.get(group);
+      if (provisional !== undefined && provisional !== state) return { changed: true, previous: provisional };
+      return { changed: logged !== state, previous: logged };
+    };
     const groups: AnaGroupChange[] = [];
     for (const [group, state] of this.groupState) {
-      const previous = prevGroups.get(group);
-      if (previous !== state) groups.push({ group, state, previous });
+      const b = before(prevGroups.has(group) || prevOverrides.has(group) ? group : undefined, state);
+      if (b.changed) groups.push({ group, state, previous: b.previous });
     }
     const changed: AnaNamespaceChange[] = [];
     for (const [nsid, group] of this.nsGroup) {
       const state = this.groupState.get(group);
       if (state === undefined) continue;
       const pg = prevNs.get(nsid);
-      const previous = pg === undefined ? undefined : prevGroups.get(pg);
-      if (pg !== group || previous !== state) changed.push({ nsid, group, state, previous });
+      const b = before(pg, state);
+      if (pg !== group || b.changed) changed.push({ nsid, group, state, previous: b.previous });
     }
     changed.sort((a, b) => a.nsid - b.nsid);
     groups.sort((a, b) => a.group - b.group);

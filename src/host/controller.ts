@@ -30,7 +30,8 @@ import type { AnaLog } from '../protocol/logpages.js';
 import { MAX_QUEUE_DEPTH, QueuePair, abortError, withTimeout, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
 import { resolveHostIdentity, type HostIdentity } from './identity.js';
 import { Namespace } from './namespace.js';
-import { AnaTracker, readAnaLog, type AnaDiff, type AnaRefreshReason, type AnaStateName } from './ana.js';
+import { AnaTracker, readAnaLog, type AnaDiff, type AnaRefreshReason } from './ana.js';
+import { anaStateFromPathStatus, type AnaStateName } from '../protocol/ana.js';
 import {
   AsyncEventEngine,
   EventHub,
@@ -569,7 +570,7 @@ export class Controller {
     if (!this.ana) return p;
     return p.catch((err: unknown) => {
       // ANA path statuses say the ANA state moved: refresh it in the background, reject the I/O as it is.
-      if (err instanceof NvmeStatusError && err.sct === StatusCodeType.PathRelated && err.sc >= 1 && err.sc <= 3) {
+      if (err instanceof NvmeStatusError && err.sct === StatusCodeType.PathRelated && anaStateFromPathStatus(err.sc) !== undefined) {
         this.ana?.noteStatus(cmd.sqe.readUInt32LE(4), err.sc);
       }
       throw err;

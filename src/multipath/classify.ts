@@ -5,6 +5,7 @@
  * statuses (SCT 3) fail over; everything that means "this connection is gone or broken" fails over. Generic and
  * media errors (LBA out of range, invalid field, unrecovered read error...) go back to the caller.
  */
+import { anaStateFromPathStatus } from '../protocol/ana.js';
 import { ErrorCode, NvmeofError, NvmeStatusError } from '../errors.js';
 
 /** Why an I/O error counts as a path error. */
@@ -37,8 +38,6 @@ export interface IoErrorClass {
 const SCT_GENERIC = 0;
 const SCT_PATH = 3;
 const SC_TRANSIENT_TRANSPORT = 0x22;
-const ANA_STATES: Record<number, IoErrorClass['anaState']> = { 0x01: 'persistent-loss', 0x02: 'inaccessible', 0x03: 'change' };
-
 const COMMAND: IoErrorClass = { retry: false, kind: 'command', resetPath: false };
 
 /** Classify an error from a command sent on one path. */
@@ -46,7 +45,7 @@ export function classifyIoError(err: unknown): IoErrorClass {
   if (err instanceof NvmeStatusError) {
     if (err.dnr) return COMMAND;
     if (err.sct === SCT_PATH) {
-      const anaState = ANA_STATES[err.sc];
+      const anaState = anaStateFromPathStatus(err.sc);
       if (anaState) return { retry: true, kind: 'ana', anaState, resetPath: false };
       return { retry: true, kind: 'path-status', resetPath: false };
     }

@@ -6,6 +6,7 @@
 export { openMultipath, MultipathNamespace, type MultipathOptions, type PathAddress, type PathStateEvent, type MultipathHealth } from './namespace.js';
 export {
   Path,
+  pathId,
   PathMismatchError,
   type PathState,
   type PathOptions,

@@ -18,7 +18,7 @@ import { resolveHostIdentity } from '../host/identity.js';
 import { Namespace, type IoOptions, type LbaRange, type WriteOptions } from '../host/namespace.js';
 import type { NvmeCommand } from '../protocol/commands.js';
 import type { IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';
-import type { AnaStateName } from '../protocol/logpages.js';
+import type { AnaStateName } from '../protocol/ana.js';
 import { validateNqn } from '../protocol/nqn.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import { classifyIoError } from './classify.js';

@@ -16,21 +16,20 @@
  * `fastIoFailTimeout` ms (fast_io_fail_tmo; -1 = never, the default) I/O stops waiting for this path. Every
  * reconnect uses the same host NQN and host ID.
  *
- * The path also follows the ANA state of namespaces through its controller: read from the ANA log page on every
- * connect, updated from ANA change events when the controller emits them, from ANA statuses of failed commands
- * (immediately) and by re-reading the log (in the background).
+ * The path also follows the ANA state of namespaces through its controller, which is the one reader of the ANA log
+ * (its tracker reads it at bring-up, on ANA Change events and after ANA path statuses): the path takes the
+ * controller's log on every connect, applies the log each 'ana-change' event carries, and after a failed command
+ * takes the provisional state the controller derived from its ANA status.
  */
-import { Buffer } from 'node:buffer';
 import { debuglog } from 'node:util';
 import { connect as connectController } from '../host/controller.js';
 import type { ConnectOptions } from '../host/controller.js';
 import { resolveHostIdentity } from '../host/identity.js';
 import { ControllerError, InvalidArgumentError, InvalidStateError, NvmeStatusError, ConnectionClosedError } from '../errors.js';
-import * as cmds from '../protocol/commands.js';
 import type { NvmeCommand } from '../protocol/commands.js';
-import { LogPageId } from '../protocol/constants.js';
 import type { IdentifyController, IdentifyNamespace, OncsFlags } from '../protocol/identify.js';
-import { parseAnaLog, ANA_LOG_HEADER_SIZE, ANA_GROUP_DESC_SIZE, type AnaLog, type AnaStateName } from '../protocol/logpages.js';
+import type { AnaLog } from '../protocol/logpages.js';
+import type { AnaStateName } from '../protocol/ana.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import { classifyIoError, type PathErrorKind } from './classify.js';
 
@@ -84,6 +83,15 @@ export interface PathController {
   namespace(nsid: number): Promise<PathNamespace>;
   /** Event subscription (controllers with asynchronous event support); only 'ana-change' is used. */
   on?(type: 'ana-change', listener: (event: PathAnaEvent) => void): () => void;
+  /**
+   * ANA state of `nsid` as the controller knows it: its last ANA log, or the provisional state an ANA path status
+   * revealed since. The controller is the only reader of the ANA log; a path asks it.
+   */
+  anaState?(nsid: number): AnaStateName | undefined;
+  /** The controller's last ANA log (undefined when ANA is not reported or not read yet). */
+  readonly anaLog?: AnaLog | undefined;
+  /** Re-read the ANA log through the controller's tracker (concurrent callers share reads). */
+  refreshAnaState?(opts?: { rgo?: boolean }): Promise<AnaLog>;
 }
 
 /** Options of a {@link Path}: connect options plus the reconnect timers. */
@@ -179,8 +187,6 @@ export interface PathHealth {
 
 const DEFAULT_RECONNECT_DELAY = 2000;
 const DEFAULT_CTRL_LOSS_TIMEOUT = 600_000;
-/** Upper bound of one ANA log read. */
-const MAX_ANA_LOG_BYTES = 1024 * 1024;
 
 /** Validate reconnect timer options (shared with openMultipath). */
 export function validatePathTimers(o: { reconnectDelay?: number; ctrlLossTimeout?: number; fastIoFailTimeout?: number }): void {
@@ -227,8 +233,6 @@ export class Path {
   private readonly prepare: PathOptions['prepare'];
   private readonly listeners = new Set<(c: PathChange) => void>();
   private readonly ana = new Map<number, { state: AnaStateName; group: number }>();
-  private anaRefreshing: Promise<void> | undefined;
-  private anaAgain = false;
   private unsubscribeEvents: (() => void) | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private lossTimer: NodeJS.Timeout | undefined;
@@ -375,24 +379,24 @@ export class Path {
     );
   }
 
-  /** Re-read the ANA log page now (single flight: concurrent callers share one read, repeated if asked meanwhile). */
-  refreshAna(): Promise<void> {
-    if (this.anaRefreshing) {
-      this.anaAgain = true;
-      return this.anaRefreshing;
+  /**
+   * Re-read the ANA log now, through the controller's tracker (which shares concurrent reads), and apply it. A
+   * controller that cannot read the log (a status error) leaves the state as it is.
+   */
+  async refreshAna(): Promise<void> {
+    const ctrl = this.ctrl;
+    if (this._state !== 'live' || !ctrl?.refreshAnaState || !ctrl.identity?.decoded?.cmic?.anaReporting) return;
+    let log: AnaLog;
+    try {
+      log = await ctrl.refreshAnaState();
+    } catch (err) {
+      if (err instanceof NvmeStatusError) {
+        debug('path %s: ANA log not readable: %s', this.id, err.message);
+        return;
+      }
+      throw err;
     }
-    const run = async () => {
-      do {
-        this.anaAgain = false;
-        const ctrl = this.ctrl;
-        if (this._state !== 'live' || !ctrl) return;
-        await this.readAna(ctrl);
-      } while (this.anaAgain);
-    };
-    this.anaRefreshing = run().finally(() => {
-      this.anaRefreshing = undefined;
-    });
-    return this.anaRefreshing;
+    if (this.ctrl === ctrl) this.applyAnaLog(log, 'ANA log');
   }
 
   /** Close the connection and stop reconnecting (state `deleted`). Idempotent. */
@@ -492,7 +496,7 @@ export class Path {
         throw new PathMismatchError(`path ${this.id} leads to subsystem ${actual}, not ${this.subnqn}`);
       }
       if (this.prepare) await this.prepare(ctrl, this, { initial: initial && !this.everLive });
-      await this.readAna(ctrl);
+      this.takeAnaFrom(ctrl);
       if (this._state !== 'connecting' || this.pending !== ctrl) {
         ctrl.destroy(new ConnectionClosedError(`path ${this.id} is ${this._state}`));
         return;
@@ -629,9 +633,11 @@ export class Path {
     const message = err instanceof Error ? err.message : String(err);
     this.record('io-error', message);
     if (cls.anaState) {
+      // The controller noted the status (a provisional state for the namespace's group) and re-reads its ANA log; the
+      // result reaches this path as an 'ana-change' event when it differs from the provisional state.
       const nsid = cmd.sqe.readUInt32LE(4);
-      this.setAna(nsid, cls.anaState, this.ana.get(nsid)?.group ?? 0, 'ANA status from a command');
-      if (this.ctrl === ctrl) this.refreshAna().catch((e: Error) => debug('path %s: ANA refresh failed: %s', this.id, e.message));
+      const state = ctrl.anaState?.(nsid) ?? cls.anaState;
+      this.setAna(nsid, state, this.ana.get(nsid)?.group ?? 0, 'ANA status from a command');
     }
     if (cls.resetPath && this.ctrl === ctrl) this.reset(err instanceof Error ? err : String(err));
   }
@@ -645,34 +651,17 @@ export class Path {
     if (this.ctrl !== ctrl) return;
     this.record('ana-change', 'ANA change event');
     if (ev?.log && Array.isArray(ev.log.groups)) this.applyAnaLog(ev.log, 'ANA change event');
-    else this.refreshAna().catch((e: Error) => debug('path %s: ANA refresh failed: %s', this.id, e.message));
+    else this.takeAnaFrom(ctrl);
   }
 
-  /** Read the ANA log page through `ctrl` and apply it (no-op when the controller does not report ANA). */
-  private async readAna(ctrl: PathController): Promise<void> {
-    const id = ctrl.identity;
-    if (!id?.decoded?.cmic?.anaReporting) {
+  /** Take the controller's last ANA log (no ANA state when the controller does not report ANA). */
+  private takeAnaFrom(ctrl: PathController): void {
+    if (!ctrl.identity?.decoded?.cmic?.anaReporting) {
       this.ana.clear();
       return;
     }
-    const nsids = Math.min(id.mnan || id.nn || 1024, 65536);
-    const groups = Math.min(Math.max(id.nanagrpid || id.anagrpmax || 1, 1), 65535);
-    let length = ANA_LOG_HEADER_SIZE + groups * ANA_GROUP_DESC_SIZE + nsids * 4;
-    length = Math.min(length, MAX_ANA_LOG_BYTES, Math.max(4096, ctrl.maxTransferBytes));
-    length -= length % 4;
-    let log: AnaLog;
-    try {
-      // RAE = 1: leave clearing of the ANA change event to the controller's own event handling.
-      const c = await ctrl.adminCommand(cmds.getLogPage({ lid: LogPageId.Ana, length, rae: true }));
-      log = parseAnaLog(c.data ?? Buffer.alloc(0));
-    } catch (err) {
-      if (err instanceof NvmeStatusError) {
-        debug('path %s: ANA log not readable: %s', this.id, err.message);
-        return;
-      }
-      throw err;
-    }
-    if (ctrl === this.ctrl || ctrl === this.pending) this.applyAnaLog(log, 'ANA log');
+    const log = ctrl.anaLog;
+    if (log && (ctrl === this.ctrl || ctrl === this.pending)) this.applyAnaLog(log, 'ANA log');
   }
 
   private applyAnaLog(log: AnaLog, source: string): void {

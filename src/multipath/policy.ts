@@ -7,7 +7,7 @@
  * Policies are stateful (the current path, the rotation position) and belong to one multipath namespace.
  */
 import { InvalidArgumentError } from '../errors.js';
-import type { AnaStateName } from '../protocol/logpages.js';
+import type { AnaStateName } from '../protocol/ana.js';
 
 /** What a policy sees of a path. */
 export interface PathCandidate {

@@ -17,5 +17,6 @@ export * from './properties.js';
 export * from './commands.js';
 export * from './nqn.js';
 export * from './identify.js';
+export * from './ana.js';
 export * from './logpages.js';
 export * from './reservations.js';

@@ -7,6 +7,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { InvalidArgumentError, ProtocolError } from '../errors.js';
+import { anaStateName, type AnaStateName } from './ana.js';
 import { decodeFields, encodeFields, structTooShort, type FieldSpec } from './struct.js';
 
 function requireLength(buf: Buffer, need: number, what: string): void {
@@ -248,30 +249,6 @@ export function encodeChangedNsList(nsids: readonly number[]): Buffer {
 // Asymmetric Namespace Access log (LID 0Ch)
 // ---------------------------------------------------------------------------------------------
 
-/** ANA states (group descriptor byte 16, bits 3:0). */
-export const AnaState = {
-  Optimized: 0x1,
-  NonOptimized: 0x2,
-  Inaccessible: 0x3,
-  PersistentLoss: 0x4,
-  Change: 0xf,
-} as const;
-
-/** ANA state names; 'reserved' for values the spec does not define. */
-export type AnaStateName = 'optimized' | 'non-optimized' | 'inaccessible' | 'persistent-loss' | 'change' | 'reserved';
-
-/** Name of an ANA state value. */
-export function anaStateName(state: number): AnaStateName {
-  switch (state) {
-    case 0x1: return 'optimized';
-    case 0x2: return 'non-optimized';
-    case 0x3: return 'inaccessible';
-    case 0x4: return 'persistent-loss';
-    case 0xf: return 'change';
-    default: return 'reserved';
-  }
-}
-
 /** ANA log header size. */
 export const ANA_LOG_HEADER_SIZE = 16;
 /** ANA Group Descriptor size, without its NSID list. */
@@ -283,7 +260,7 @@ export interface AnaGroupDescriptor {
   /** Number of NSID values as reported (0 with RGO). */ nnsids: number;
   /** Change Count of this group. */ chgcnt: bigint;
   /** ANA state (bits 3:0 of byte 16). */ state: number;
-  /** Name of the state. */ stateName: AnaStateName;
+  /** Name of the state (a reserved value is named 'inaccessible'; `state` keeps the raw value). */ stateName: AnaStateName;
   /** NSIDs in this group (empty with RGO). */ nsids: number[];
 }
 

@@ -3,7 +3,7 @@
  * Dataset Management and Verify, with namespace, ANA, range and transfer length checks.
  */
 import { Buffer } from 'node:buffer';
-import { AnaState } from '../protocol/logpages.js';
+import { AnaState } from '../protocol/ana.js';
 import { GenericStatus, MediaStatus, NSID_ALL, NvmOpcode, PathStatus, StatusCodeType } from '../protocol/constants.js';
 import { dw, fail, ok, okData, type Cmd, type CommandResult } from './command.js';
 import type { TargetController } from './controller.js';

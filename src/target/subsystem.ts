@@ -4,7 +4,7 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from '../errors.js';
-import { AnaState } from '../protocol/logpages.js';
+import { AnaState } from '../protocol/ana.js';
 import { parseUuid } from '../protocol/nqn.js';
 import { RamStore } from './store.js';
 import { ReservationState } from './reservations.js';

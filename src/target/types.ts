@@ -3,7 +3,7 @@
  */
 import type { Buffer } from 'node:buffer';
 import { InvalidArgumentError } from '../errors.js';
-import { AnaState } from '../protocol/logpages.js';
+import { AnaState } from '../protocol/ana.js';
 
 /** An ANA state by name or by its value in the ANA log (1 optimized .. 4 persistent loss, 15 change). */
 export type AnaStateInput = 'optimized' | 'non-optimized' | 'inaccessible' | 'persistent-loss' | 'change' | number;

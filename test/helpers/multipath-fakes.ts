@@ -1,14 +1,17 @@
 /**
  * In-memory stand-ins for multipath unit tests: a "fabric" holding one namespace's blocks and per-address behaviour
- * (reachable or not, ANA state, injected command faults), and fake controllers that decode Read/Write/Flush SQEs and
- * the ANA log page from the bytes the library builds.
+ * (reachable or not, ANA state, injected command faults), and fake controllers that decode Read/Write/Flush SQEs from
+ * the bytes the library builds. Each fake controller follows ANA with the library's own AnaTracker, as a real
+ * Controller does, and counts its ANA log reads: a path must never read the log itself.
  */
 import { Buffer } from 'node:buffer';
 import { ConnectionClosedError, ConnectionFailedError, NvmeStatusError, TimeoutError } from '../../src/errors.js';
 import type { ConnectOptions } from '../../src/host/controller.js';
 import type { NvmeCommand } from '../../src/protocol/commands.js';
 import { encodeIdentifyController, encodeIdentifyNamespace, parseIdentifyController, parseIdentifyNamespace, type IdentifyController, type IdentifyNamespace } from '../../src/protocol/identify.js';
-import { encodeAnaLog, type AnaStateName } from '../../src/protocol/logpages.js';
+import { encodeAnaLog, parseAnaLog, type AnaLog } from '../../src/protocol/logpages.js';
+import { AnaTracker } from '../../src/host/ana.js';
+import type { AnaStateName } from '../../src/protocol/ana.js';
 import type { Completion, SubmitOptions } from '../../src/transport/queue-pair.js';
 import type { PathAnaEvent, PathController, PathNamespace } from '../../src/multipath/path.js';
 
@@ -71,6 +74,7 @@ export class FakeFabric {
     if (o.signal?.aborted) throw new ConnectionClosedError('aborted');
     if (!b.reachable) throw new ConnectionFailedError(`cannot connect to ${id}: ECONNREFUSED`);
     const c = new FakeController(this, o, this.nextCntlid++);
+    await c.bringUp();
     this.controllers.push(c);
     return c;
   };
@@ -120,10 +124,13 @@ export class FakeController implements PathController {
   readonly opts: ConnectOptions;
   closed = false;
   ioCount = 0;
+  /** ANA log reads made by this controller's tracker. */
+  anaReads = 0;
   private readonly fabric: FakeFabric;
   private readonly closeListeners: ((err: Error | undefined) => void)[] = [];
   private readonly anaListeners = new Set<(ev: PathAnaEvent) => void>();
   private readonly hung: ((e: Error) => void)[] = [];
+  private readonly tracker: AnaTracker | undefined;
 
   constructor(fabric: FakeFabric, o: ConnectOptions, cntlid: number) {
     this.fabric = fabric;
@@ -137,6 +144,40 @@ export class FakeController implements PathController {
     this.identity = parseIdentifyController(
       encodeIdentifyController({ cntlid, subnqn: b.subnqn ?? o.subnqn, cmic: fabric.anaReporting ? 0x0b : 0x03, nn: 8, nanagrpid: 2, anagrpmax: 2, mnan: 8 }),
     );
+    if (fabric.anaReporting) {
+      this.tracker = new AnaTracker(
+        async () => {
+          this.anaReads++;
+          // The log is read from the fabric a turn later, as a real Get Log Page answers after a round trip.
+          await new Promise((r) => setImmediate(r));
+          return parseAnaLog(fabric.anaLog(this.id, 4096));
+        },
+        10,
+        // As Controller does: no event for the bring-up read, nor for a read that changed nothing (unless an AEN asked).
+        (log, diff, reason) => {
+          if (reason === 'initial' || (reason !== 'aen' && diff.changed.length === 0 && diff.groups.length === 0)) return;
+          for (const l of [...this.anaListeners]) l({ log });
+        },
+      );
+    }
+  }
+
+  /** Bring-up as Controller does it: the ANA log is read once before the controller is handed out. */
+  async bringUp(): Promise<void> {
+    await this.tracker?.refresh(false, 'initial');
+  }
+
+  anaState(nsid: number): AnaStateName | undefined {
+    return this.tracker?.stateOf(nsid);
+  }
+
+  get anaLog(): AnaLog | undefined {
+    return this.tracker?.log;
+  }
+
+  refreshAnaState(opts: { rgo?: boolean } = {}): Promise<AnaLog> {
+    if (!this.tracker) return Promise.reject(statusErr(0, 0x02, true));
+    return this.tracker.refresh(!!opts.rgo, 'manual');
   }
 
   get on(): PathController['on'] {
@@ -147,8 +188,9 @@ export class FakeController implements PathController {
     };
   }
 
+  /** An ANA Change AEN: the controller re-reads the log and tells its listeners. */
   emitAna(): void {
-    for (const l of [...this.anaListeners]) l({});
+    this.tracker?.refresh(false, 'aen').catch(() => undefined);
   }
 
   onClose(fn: (err: Error | undefined) => void): void {
@@ -176,10 +218,7 @@ export class FakeController implements PathController {
     if (this.closed) throw new ConnectionClosedError('controller closed');
     const opcode = cmd.sqe[0]!;
     const lid = cmd.sqe.readUInt32LE(40) & 0xff;
-    if (opcode === 0x02 && lid === 0x0c) {
-      const data = this.fabric.anaLog(this.id, cmd.readLength ?? 4096);
-      return { cqe: cqe(), data, received: data.length };
-    }
+    if (opcode === 0x02 && lid === 0x0c) throw new Error('the ANA log is read by the controller only, never through adminCommand by a path');
     throw statusErr(0, 0x01, true);
   }
 
@@ -197,7 +236,11 @@ export class FakeController implements PathController {
     if (f) return Promise.reject(f);
     const ana = this.fabric.address(this.id).ana;
     const sc = ANA_SC[ana];
-    if (sc !== undefined) return Promise.reject(statusErr(3, sc));
+    if (sc !== undefined) {
+      // As Controller.ioCommand: an ANA path status is noted by the tracker (provisional state, background re-read).
+      this.tracker?.noteStatus(cmd.sqe.readUInt32LE(4), sc);
+      return Promise.reject(statusErr(3, sc));
+    }
     const opcode = cmd.sqe[0]!;
     const slba = cmd.sqe.readBigUInt64LE(40);
     const nlb = cmd.sqe.readUInt16LE(48) + 1;
