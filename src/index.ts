@@ -18,19 +18,14 @@ export { Namespace, type IoOptions, type WriteOptions, type LbaRange, type Names
 export { resolveHostIdentity, type HostIdentity, type HostIdentityOptions } from './host/identity.js';
 export type { ReservationAcquireParams, ReservationCommandOptions, ReservationNamespace, ReservationNotification, ReservationNotificationName, ReservationRegisterParams, ReservationRegistrant, ReservationReleaseParams, ReservationReport, ReservationReportParams, ReservationType } from './host/reservations.js';
 export { type ReadLogOptions } from './host/controller.js';
+export { AsyncEventType, AsyncEventConfig, NoticeEvent, decodeAsyncEvent, asyncEventName, type AsyncEventInfo } from './protocol/async-events.js';
+export type { AsyncEventStatus } from './host/aer.js';
+export type { BoundedEventIterator } from './host/event-channel.js';
 export {
-  AsyncEventType,
-  AsyncEventConfig,
-  NoticeEvent,
-  decodeAsyncEvent,
-  asyncEventName,
-  type AsyncEventInfo,
-  type AsyncEventStatus,
   type ControllerEvent,
   type ControllerEventType,
   type ControllerEventBase,
   type ControllerEventIterator,
-  type BoundedEventIterator,
   type EventIteratorOptions,
   type AnaChangeEvent,
   type NamespaceChangedEvent,

@@ -5,9 +5,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Buffer } from 'node:buffer';
 import { ErrorCode, NvmeStatusError } from '../src/errors.js';
-import { AsyncEventConfig, AsyncEventType, EventHub, EventQueue, NoticeEvent, asyncEventConfigFor, decodeAsyncEvent, type ControllerEvent } from '../src/host/events.js';
+import { EventHub, type ControllerEvent } from '../src/host/events.js';
+import { EventQueue } from '../src/host/event-channel.js';
+import { AsyncEventConfig, AsyncEventType, NoticeEvent, asyncEventConfigFor, decodeAsyncEvent } from '../src/protocol/async-events.js';
 import { AnaTracker, anaLogBytesNeeded, toAnaStateName } from '../src/host/ana.js';
-import { AecBit, AERL } from '../src/target/controller.js';
+import { AERL } from '../src/target/controller.js';
 import type { AnaLog } from '../src/protocol/logpages.js';
 import { TargetEnv, sleep, settled } from './helpers/target-env.js';
 import { waitFor } from './helpers/wait.js';
@@ -234,8 +236,8 @@ describe('controller events against the embedded target', () => {
     const ctrl = await env.connect({ ioQueues: 1 });
     const tc = env.target.controllers()[0]!;
     await waitFor(() => tc.outstandingAers === Math.min(AERL + 1, 4));
-    expect(tc.aec & AecBit.NamespaceAttribute).toBeTruthy();
-    expect(tc.aec & AecBit.AnaChange).toBeTruthy();
+    expect(tc.aec & AsyncEventConfig.NamespaceAttribute).toBeTruthy();
+    expect(tc.aec & AsyncEventConfig.AnaChange).toBeTruthy();
     expect(ctrl.asyncEvents).toMatchObject({ limit: Math.min(AERL + 1, 4), failed: 0 });
     for (let i = 0; i < 6; i++) {
       const got = nextEvent(ctrl, 'other');

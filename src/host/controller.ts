@@ -32,11 +32,10 @@ import { resolveHostIdentity, type HostIdentity } from './identity.js';
 import { Namespace } from './namespace.js';
 import { AnaTracker, readAnaLog, type AnaDiff, type AnaRefreshReason } from './ana.js';
 import { anaStateFromPathStatus, type AnaStateName } from '../protocol/ana.js';
+import { AsyncEventEngine, type AsyncEventStatus } from './aer.js';
 import {
-  AsyncEventEngine,
   EventHub,
   type AnaChangeEvent,
-  type AsyncEventStatus,
   type ControllerEvent,
   type DiscoveryChangeEvent,
   type ErrorStatusEvent,

@@ -22,7 +22,8 @@ import {
 import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
 import { abortError } from '../transport/queue-pair.js';
 import { connect, type ConnectOptions, type Controller } from './controller.js';
-import { EventChannel, type BoundedEventIterator, type DistributiveOmit } from './events.js';
+import { EventChannel, type BoundedEventIterator } from './event-channel.js';
+import type { DistributiveOmit } from './events.js';
 
 const debug = debuglog('nvmeof');
 

@@ -18,5 +18,6 @@ export * from './commands.js';
 export * from './nqn.js';
 export * from './identify.js';
 export * from './ana.js';
+export * from './async-events.js';
 export * from './logpages.js';
 export * from './reservations.js';

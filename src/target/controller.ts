@@ -11,21 +11,11 @@ import { DEFERRED, fail, ok, status, type Cmd, type HandlerResult } from './comm
 import type { TargetConnection } from './connection.js';
 import type { TargetSubsystem } from './subsystem.js';
 import type { AsyncEvent } from './types.js';
+import { AsyncEventConfig, AsyncEventType, NoticeEvent, encodeAsyncEvent } from '../protocol/async-events.js';
 import type { ResolvedOptions, TargetPort } from './core.js';
 
 /** The longest delay Node's setTimeout honours. */
 const MAX_TIMER_MS = 0x7fffffff;
-
-/** Asynchronous Event Configuration bits (Set Features FID 0Bh) the target reports on. */
-export const AecBit = { NamespaceAttribute: 1 << 8, AnaChange: 1 << 11, DiscoveryLogChange: 1 << 31 } as const;
-
-/** Notice event information values (AER DW0 bits 15:8 for type 2). */
-export const NoticeInfo = { NamespaceAttributeChanged: 0x00, AnaChange: 0x03, DiscoveryLogChange: 0xf0 } as const;
-
-/** Asynchronous Event Type "Notice". */
-export const AER_TYPE_NOTICE = 2;
-/** Asynchronous Event Type "I/O Command Specific status" (reservation log page available). */
-export const AER_TYPE_IO_COMMAND_SET = 6;
 
 /** Error Information log entries kept (ELPE + 1). */
 export const ERROR_LOG_ENTRIES = 64;
@@ -107,14 +97,14 @@ export class TargetController {
     this.discovery = init.subsystem === undefined;
     this.kato = init.kato;
     const defaults = owner.options.aenEnabledByDefault;
-    this.aec = !defaults ? 0 : this.discovery ? AecBit.DiscoveryLogChange >>> 0 : (AecBit.NamespaceAttribute | (init.subsystem?.ana ? AecBit.AnaChange : 0));
+    this.aec = !defaults ? 0 : this.discovery ? AsyncEventConfig.DiscoveryLogChange >>> 0 : (AsyncEventConfig.NamespaceAttribute | (init.subsystem?.ana ? AsyncEventConfig.AnaChange : 0));
     this.startKeepAlive();
   }
 
   /** Events the controller supports (OAES bits). */
   get oaes(): number {
-    if (this.discovery) return AecBit.DiscoveryLogChange >>> 0;
-    return AecBit.NamespaceAttribute | (this.subsystem?.ana ? AecBit.AnaChange : 0);
+    if (this.discovery) return AsyncEventConfig.DiscoveryLogChange >>> 0;
+    return AsyncEventConfig.NamespaceAttribute | (this.subsystem?.ana ? AsyncEventConfig.AnaChange : 0);
   }
 
   /** CSTS.RDY. */
@@ -295,7 +285,7 @@ export class TargetController {
   /** Queue an event for the next (or an outstanding) AER, without checking configuration or masks. */
   sendAsyncEvent(ev: AsyncEvent): void {
     if (this.closed) return;
-    this.events.push(((ev.type & 0x7) | ((ev.info & 0xff) << 8) | ((ev.lid & 0xff) << 16)) >>> 0);
+    this.events.push(encodeAsyncEvent(ev));
     this.deliver();
   }
 
@@ -335,7 +325,7 @@ export class TargetController {
         this.changedNs.clear();
       }
     }
-    this.raiseEvent({ type: AER_TYPE_NOTICE, info: NoticeInfo.NamespaceAttributeChanged, lid: LogPageId.ChangedNamespaceList }, AecBit.NamespaceAttribute);
+    this.raiseEvent({ type: AsyncEventType.Notice, info: NoticeEvent.NamespaceAttributeChanged, lid: LogPageId.ChangedNamespaceList }, AsyncEventConfig.NamespaceAttribute);
   }
 
   /** @internal The Changed Namespace List; cleared (and its event unmasked) unless `rae`. */
@@ -358,7 +348,7 @@ export class TargetController {
     this.resvLog.push({ lpc: this.resvLpc, rnlpt, nsid });
     // At most 255 pages wait; older ones are lost (the host sees a gap in the Log Page Count).
     if (this.resvLog.length > 255) this.resvLog.shift();
-    this.raiseEvent({ type: AER_TYPE_IO_COMMAND_SET, info: 0, lid: LogPageId.ReservationNotification }, 0);
+    this.raiseEvent({ type: AsyncEventType.IoCommandSpecific, info: 0, lid: LogPageId.ReservationNotification }, 0);
   }
 
   /** @internal The next Reservation Notification log page (64 bytes); consumed unless `rae`. */
@@ -370,7 +360,7 @@ export class TargetController {
     if (!rae) {
       if (next !== undefined) this.resvLog.shift();
       this.unmask(LogPageId.ReservationNotification);
-      if (this.resvLog.length > 0) this.raiseEvent({ type: AER_TYPE_IO_COMMAND_SET, info: 0, lid: LogPageId.ReservationNotification }, 0);
+      if (this.resvLog.length > 0) this.raiseEvent({ type: AsyncEventType.IoCommandSpecific, info: 0, lid: LogPageId.ReservationNotification }, 0);
     }
     return page;
   }

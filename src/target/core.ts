@@ -11,7 +11,8 @@ import { AddressFamily, DiscoverySubtype, TransportType, encodeDiscoveryLog, typ
 import { DISCOVERY_NQN, nqnProblem } from '../protocol/nqn.js';
 import { MIN_MAXH2CDATA } from '../protocol/pdu.js';
 import { TargetConnection } from './connection.js';
-import { AecBit, AER_TYPE_NOTICE, NoticeInfo, TargetController, type ControllerOwner } from './controller.js';
+import { TargetController, type ControllerOwner } from './controller.js';
+import { AsyncEventConfig, AsyncEventType, NoticeEvent } from '../protocol/async-events.js';
 import { FaultInjector, type CommandInfo } from './faults.js';
 import { TargetSubsystem, type PortRef, type SubsystemOwner } from './subsystem.js';
 import { anaStateValue, type AnaStateInput, type ListenOptions, type NvmeTargetOptions, type ReferralOptions, type SubsystemOptions } from './types.js';
@@ -470,14 +471,14 @@ export class TargetCore implements SubsystemOwner, ControllerOwner {
     if (this.closed) return;
     this.genctr++;
     for (const c of this.controllers) {
-      if (c.discovery) c.raiseEvent({ type: AER_TYPE_NOTICE, info: NoticeInfo.DiscoveryLogChange, lid: LogPageId.Discovery }, AecBit.DiscoveryLogChange);
+      if (c.discovery) c.raiseEvent({ type: AsyncEventType.Notice, info: NoticeEvent.DiscoveryLogPageChange, lid: LogPageId.Discovery }, AsyncEventConfig.DiscoveryLogChange);
     }
   }
 
   anaChanged(subsys: TargetSubsystem, portid: number | undefined): void {
     for (const c of this.controllersOf(subsys)) {
       if (portid !== undefined && c.port.portid !== portid) continue;
-      c.raiseEvent({ type: AER_TYPE_NOTICE, info: NoticeInfo.AnaChange, lid: LogPageId.Ana }, AecBit.AnaChange);
+      c.raiseEvent({ type: AsyncEventType.Notice, info: NoticeEvent.AnaChange, lid: LogPageId.Ana }, AsyncEventConfig.AnaChange);
     }
   }
 

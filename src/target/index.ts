@@ -15,7 +15,9 @@ export {
   type ResolvedOptions,
 } from './core.js';
 export { TargetSubsystem, TargetNamespace, type PortRef } from './subsystem.js';
-export { TargetController, AecBit, NoticeInfo } from './controller.js';
+export { TargetController } from './controller.js';
+// Event values are the protocol's (one definition for host and target).
+export { AsyncEventConfig, AsyncEventType, NoticeEvent } from '../protocol/async-events.js';
 export { TargetConnection, type TargetConnectionState } from './connection.js';
 export { ReservationState, RESCAP, type Registrant } from './reservations.js';
 export { FaultInjector, type FaultAction, type FaultMatch, type FaultRule, type FaultHandle, type FaultStatus, type CommandInfo } from './faults.js';
