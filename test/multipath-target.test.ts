@@ -208,3 +208,52 @@ describe('multipath on the embedded target', () => {
     expect(rule.hits).toBe(1);
   });
 });
+
+describe('multipath namespace: reservations and events(), as on Namespace and Controller', () => {
+  it('registers, acquires and reports a reservation through whichever path carries the command', async () => {
+    const env = await setup({ policy: 'round-robin' });
+    await env.m.reservationRegister({ action: 'register', newKey: 0xabcn });
+    await env.m.reservationAcquire({ action: 'acquire', type: 'write-exclusive', key: 0xabcn });
+    const report = await env.m.reservationReport({ extended: true });
+    expect(report.type).toBe('write-exclusive');
+    // One registered controller per path of this host, every one with the host's key.
+    expect(report.registrants.length).toBeGreaterThanOrEqual(1);
+    expect(report.registrants.every((r) => r.key === 0xabcn)).toBe(true);
+    expect(report.registrants.some((r) => r.holdsReservation)).toBe(true);
+    // The reservation belongs to the host (one host ID on every path), so writes go on through both paths.
+    for (let i = 0; i < 4; i++) await env.m.write(i, block(i, 1));
+    await env.m.reservationRelease({ action: 'release', type: 'write-exclusive', key: 0xabcn });
+    expect((await env.m.reservationReport({ extended: true })).type).toBeNull();
+  });
+
+  it('delivers path changes to an events() iterator and to listeners, one throwing listener not stopping the others', async () => {
+    const env = await setup();
+    const it = env.m.events({ highWaterMark: 8 });
+    const seen: PathStateEvent[] = [];
+    const thrown: unknown[] = [];
+    const onUncaught = (e: unknown) => thrown.push(e);
+    process.prependListener('uncaughtException', onUncaught);
+    try {
+      const offBug = env.m.on('path-state', () => {
+        throw new Error('listener bug');
+      });
+      env.m.on('path-state', (ev) => seen.push(ev));
+      env.target.setAnaState(env.p1, 1, 'inaccessible');
+      const first = await it.next();
+      expect(first.done).toBe(false);
+      expect(first.value).toMatchObject({ type: 'path-state', port: env.p1.port, anaState: 'inaccessible', usable: false });
+      await waitFor(() => seen.length > 0 && thrown.length > 0);
+      expect(seen[0]).toMatchObject({ port: env.p1.port, anaState: 'inaccessible' });
+      expect((thrown[0] as Error).message).toBe('listener bug');
+      offBug();
+    } finally {
+      process.removeListener('uncaughtException', onUncaught);
+    }
+    await env.m.close();
+    // The iterator ends after the events queued before close (the paths' 'deleted' changes among them).
+    const rest: string[] = [];
+    for (let r = await it.next(); !r.done; r = await it.next()) rest.push(r.value.type === 'path-state' ? r.value.state : r.value.type);
+    expect(rest.length).toBeLessThanOrEqual(8);
+    expect(rest).toContain('deleted');
+  });
+});

@@ -3,7 +3,7 @@
  * failover with retry, background reconnect (reconnect delay, controller loss and fast I/O fail timeouts, as Linux)
  * and a health monitor.
  */
-export { openMultipath, MultipathNamespace, type MultipathOptions, type PathAddress, type PathStateEvent, type MultipathHealth } from './namespace.js';
+export { openMultipath, MultipathNamespace, type MultipathOptions, type PathAddress, type PathStateEvent, type MultipathHealth, type MultipathEvent, type MultipathOverflowEvent } from './namespace.js';
 export {
   Path,
   pathId,

@@ -16,6 +16,8 @@ import { AbortedError, InvalidArgumentError, NoPathError, NvmeofError } from '..
 import type { ConnectOptions } from '../host/controller.js';
 import { resolveHostIdentity } from '../host/identity.js';
 import { Namespace, type IoOptions, type LbaRange, type WriteOptions } from '../host/namespace.js';
+import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../host/event-channel.js';
+import type { ReservationAcquireParams, ReservationRegisterParams, ReservationReleaseParams, ReservationReport, ReservationReportParams } from '../host/reservations.js';
 import type { NvmeCommand } from '../protocol/commands.js';
 import type { IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';
 import type { AnaStateName } from '../protocol/ana.js';
@@ -92,8 +94,17 @@ export interface MultipathHealth {
   paths: PathHealth[];
 }
 
-/** A path-state listener. @inline */
-type PathStateListener = (ev: PathStateEvent) => void;
+/** Stands for events an `events()` iterator dropped because its queue was full. */
+export interface MultipathOverflowEvent {
+  type: 'overflow';
+  /** Events dropped. */
+  dropped: number;
+  /** Date.now() ms. */
+  time: number;
+}
+
+/** Every event a multipath namespace delivers. */
+export type MultipathEvent = PathStateEvent | MultipathOverflowEvent;
 
 /** Identifying data of the namespace as one path sees it. */
 interface NsInfo {
@@ -152,7 +163,10 @@ export class MultipathNamespace {
   private resolveReference!: () => void;
   private rejectReference!: (err: Error) => void;
   private readonly waiters = new Set<Waiter>();
-  private readonly listeners = new Set<PathStateListener>();
+  private readonly hub = new EventChannel<MultipathEvent>({
+    stamp: (ev) => ev,
+    overflow: (dropped) => ({ type: 'overflow', dropped, time: Date.now() }),
+  });
   private readonly unsubscribes: (() => void)[] = [];
   private pollTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -331,14 +345,44 @@ export class MultipathNamespace {
     };
   }
 
-  /** Subscribe to path changes (state, ANA state of this namespace, fail-fast); returns an unsubscribe function. */
-  on(type: 'path-state', listener: PathStateListener): () => void {
-    if (type !== 'path-state') throw new InvalidArgumentError(`unknown event type ${String(type)}; expected 'path-state'`);
-    if (typeof listener !== 'function') throw new InvalidArgumentError('listener must be a function');
-    this.listeners.add(listener);
-    return () => {
-      this.listeners.delete(listener);
-    };
+  /**
+   * Subscribe to path changes (state, ANA state of this namespace, fail-fast), or '*' for every event; returns an
+   * unsubscribe function. Listeners run synchronously; one that throws does not stop the others (its error is
+   * rethrown asynchronously, as with a controller's listeners).
+   */
+  on(type: 'path-state', listener: (ev: PathStateEvent) => void): () => void;
+  on(type: '*', listener: (ev: MultipathEvent) => void): () => void;
+  on(type: 'path-state' | '*', listener: (ev: never) => void): () => void {
+    if (type !== 'path-state' && type !== '*') throw new InvalidArgumentError(`unknown event type ${String(type)}; expected 'path-state' or '*'`);
+    return this.hub.on(type, listener as (ev: MultipathEvent) => void);
+  }
+
+  /**
+   * Path changes as an async iterator with a bounded queue (dropped events are reported by an 'overflow' event); it
+   * ends when the namespace closes.
+   */
+  events(opts: EventIteratorOptions<MultipathEvent['type']> = {}): BoundedEventIterator<MultipathEvent> {
+    return this.hub.iterate(opts);
+  }
+
+  /** Register, unregister or replace this host's reservation key (Reservation Register), through any usable path. */
+  reservationRegister(p: ReservationRegisterParams, opts?: IoOptions): Promise<void> {
+    return this.ns.reservationRegister(p, opts);
+  }
+
+  /** Acquire a reservation, or preempt (and abort) other registrants (Reservation Acquire). */
+  reservationAcquire(p: ReservationAcquireParams, opts?: IoOptions): Promise<void> {
+    return this.ns.reservationAcquire(p, opts);
+  }
+
+  /** Release the reservation, or clear it and every registration (Reservation Release). */
+  reservationRelease(p: ReservationReleaseParams, opts?: IoOptions): Promise<void> {
+    return this.ns.reservationRelease(p, opts);
+  }
+
+  /** Generation, reservation type, holder and every registrant (Reservation Report). */
+  reservationReport(p?: ReservationReportParams, opts?: IoOptions): Promise<ReservationReport> {
+    return this.ns.reservationReport(p, opts);
   }
 
   /** Close every path; commands still waiting for a path fail with NoPathError. Idempotent. */
@@ -352,6 +396,7 @@ export class MultipathNamespace {
       this.waiters.clear();
       await Promise.allSettled(this.paths.map((p) => p.close()));
       for (const u of this.unsubscribes.splice(0)) u();
+      this.hub.close();
     })();
     return this.closing;
   }
@@ -473,13 +518,7 @@ export class MultipathNamespace {
       reason: c.reason ?? null,
       time: c.time,
     };
-    for (const l of [...this.listeners]) {
-      try {
-        l(ev);
-      } catch (err) {
-        debug('mpath: path-state listener threw: %s', (err as Error).message);
-      }
-    }
+    this.hub.emit(ev);
     if (this.waiters.size > 0) {
       // Wake every waiting command: each picks a path again or finds none can come back.
       for (const w of [...this.waiters]) w.wake();
