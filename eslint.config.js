@@ -24,7 +24,7 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', {
         paths: forbiddenInProtocol.map((name) => ({ name, message: 'src/protocol must stay pure (no I/O, timers or events).' })),
-        patterns: [{ group: ['../transport/*', '../host/*', '../target/*', '../cli/*'], message: 'src/protocol must not depend on upper layers.' }],
+        patterns: [{ group: ['../transport/*', '../host/*', '../multipath/*', '../target/*', '../spdk/*', '../cli/*', '../nbd/*', '../serve/*', '../util.js'], message: 'src/protocol must not depend on upper layers.' }],
       }],
       'no-restricted-globals': ['error',
         { name: 'setTimeout', message: 'src/protocol must stay pure.' },
@@ -35,11 +35,30 @@ export default tseslint.config(
       ],
     },
   },
-  {
-    // The embedded target is built on the protocol layer, never on the host side.
-    files: ['src/target/**/*.ts'],
-    rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['../host/*', '../multipath/*'], message: 'src/target must not use the host side.' }] }],
-    },
-  },
+  // Layer boundaries: protocol -> transport -> host -> multipath -> cli (and the servers built on the library: nbd,
+  // serve); target and spdk stand beside the host side. util.ts and errors.ts are for every layer above protocol.
+  ...layers({
+    'src/transport/**/*.ts': ['host', 'multipath', 'cli', 'target', 'spdk', 'nbd', 'serve'],
+    'src/host/**/*.ts': ['multipath', 'cli', 'target', 'spdk', 'nbd', 'serve'],
+    'src/multipath/**/*.ts': ['cli', 'target', 'spdk', 'nbd', 'serve'],
+    // The embedded target is built on the protocol layer (and the role-neutral transport), never on the host side.
+    'src/target/**/*.ts': ['host', 'multipath', 'cli', 'spdk', 'nbd', 'serve'],
+    'src/spdk/**/*.ts': ['protocol', 'transport', 'host', 'multipath', 'cli', 'target', 'nbd', 'serve'],
+    'src/util.ts': ['protocol', 'transport', 'host', 'multipath', 'cli', 'target', 'spdk', 'nbd', 'serve'],
+    'src/errors.ts': ['protocol', 'transport', 'host', 'multipath', 'cli', 'target', 'spdk', 'nbd', 'serve'],
+  }),
 );
+
+/** One no-restricted-imports rule per layer, naming the layers it must not import. */
+function layers(map) {
+  return Object.entries(map).map(([files, forbidden]) => {
+    const fromTop = files === 'src/util.ts' || files === 'src/errors.ts';
+    const group = forbidden.flatMap((d) => (fromTop ? [`./${d}/*`, `./${d}`] : [`../${d}/*`, `../${d}`]));
+    return {
+      files: [files],
+      rules: {
+        'no-restricted-imports': ['error', { patterns: [{ group, message: `${files.split('/')[1]} must not depend on ${forbidden.join(', ')} (layer boundary).` }] }],
+      },
+    };
+  });
+}

@@ -27,7 +27,8 @@ import { FABRICS_OPCODE, FabricsType, Property, StatusCodeType } from '../protoc
 import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
 import { ControllerType, parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, parseNsIdDescriptors, mdtsBytes, type IdentifyController, type OncsFlags } from '../protocol/identify.js';
 import type { AnaLog } from '../protocol/logpages.js';
-import { MAX_QUEUE_DEPTH, QueuePair, abortError, withTimeout, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
+import { MAX_QUEUE_DEPTH, QueuePair, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
+import { abortError, withTimeout } from '../util.js';
 import { resolveHostIdentity, type HostIdentity } from './identity.js';
 import { Namespace } from './namespace.js';
 import { AnaTracker, readAnaLog, type AnaDiff, type AnaRefreshReason } from './ana.js';

@@ -20,7 +20,7 @@ import {
   type DiscoveryLogEntry,
 } from '../protocol/logpages.js';
 import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
-import { abortError } from '../transport/queue-pair.js';
+import { abortError } from '../util.js';
 import { connect, type ConnectOptions, type Controller } from './controller.js';
 import { EventChannel, type BoundedEventIterator } from './event-channel.js';
 import type { DistributiveOmit } from './events.js';

@@ -4,7 +4,7 @@
  * queue that reports dropped events with an explicit 'overflow' event in their place.
  */
 import { InvalidArgumentError } from '../errors.js';
-import { abortError } from '../transport/queue-pair.js';
+import { abortError } from '../util.js';
 
 /** Options of `events()` (controllers and discovery watchers). */
 export interface EventIteratorOptions<T extends string = string> {

@@ -12,7 +12,7 @@
 import { Buffer } from 'node:buffer';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { debuglog } from 'node:util';
-import { AbortedError, InvalidArgumentError, NoPathError, NvmeofError } from '../errors.js';
+import { InvalidArgumentError, NoPathError } from '../errors.js';
 import type { ConnectOptions } from '../host/controller.js';
 import { resolveHostIdentity } from '../host/identity.js';
 import { Namespace, type IoOptions, type LbaRange, type WriteOptions } from '../host/namespace.js';
@@ -25,6 +25,7 @@ import { validateNqn } from '../protocol/nqn.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import { classifyIoError } from './classify.js';
 import { Path, PathMismatchError, pathId, validatePathTimers, type PathChange, type PathController, type PathHealth, type PathNamespace, type PathState } from './path.js';
+import { abortError, raceAbort } from '../util.js';
 import { createSelector, type PathCandidate, type PathSelector, type PolicyName } from './policy.js';
 
 const debug = debuglog('nvmeof');
@@ -292,7 +293,7 @@ export class MultipathNamespace {
     let lastErr: Error | undefined;
     while (true) {
       if (this.closed) throw new NoPathError(`multipath namespace ${this.nsid} of ${this.subnqn} is closed`, { cause: lastErr });
-      if (opts?.signal?.aborted) throw abortReason(opts.signal);
+      if (opts?.signal?.aborted) throw abortError(opts.signal);
       const usable = this.candidates.filter((c) => c.path.usableFor(this.nsid));
       if (usable.length === 0) {
         await this.waitForChange(opts?.signal, lastErr);
@@ -472,11 +473,11 @@ export class MultipathNamespace {
     if (!this.paths.some((p) => p.mayRecover(this.nsid))) {
       return Promise.reject(new NoPathError(`no usable path to namespace ${this.nsid} of ${this.subnqn}: ${this.describePaths()}`, { cause: lastErr }));
     }
-    if (signal?.aborted) return Promise.reject(abortReason(signal));
+    if (signal?.aborted) return Promise.reject(abortError(signal));
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         this.waiters.delete(w);
-        reject(abortReason(signal!));
+        reject(abortError(signal!));
       };
       const done = () => {
         signal?.removeEventListener('abort', onAbort);
@@ -590,28 +591,6 @@ function descriptorsOf(info: NsInfo): NsIdDescriptor[] {
   return out;
 }
 
-function abortReason(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  if (reason instanceof NvmeofError) return reason;
-  return new AbortedError(reason instanceof Error ? `operation aborted: ${reason.message}` : 'operation aborted', { cause: reason });
-}
-
-async function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) throw abortReason(signal);
-  let onAbort: (() => void) | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        onAbort = () => reject(abortReason(signal));
-        signal.addEventListener('abort', onAbort, { once: true });
-      }),
-    ]);
-  } finally {
-    if (onAbort) signal.removeEventListener('abort', onAbort);
-  }
-}
 
 function validateMultipathOptions(o: MultipathOptions): void {
   if (!o || typeof o !== 'object') throw new InvalidArgumentError('multipath options must be an object');

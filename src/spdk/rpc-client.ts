@@ -9,15 +9,14 @@ import net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { debuglog } from 'node:util';
 import {
-  AbortedError,
   ConnectionClosedError,
   ConnectionFailedError,
   ErrorCode,
   InvalidArgumentError,
   NvmeofError,
   TimeoutError,
-  isNvmeofError,
 } from '../errors.js';
+import { abortError } from '../util.js';
 import { JsonValueStream } from './json-stream.js';
 
 const debug = debuglog('nvmeof');
@@ -122,10 +121,6 @@ function validTimeout(ms: number | undefined, what: string): void {
   if (ms !== undefined && (!Number.isFinite(ms) || ms < 0)) throw new InvalidArgumentError(`${what} must be a number >= 0, got ${ms}`);
 }
 
-function abortError(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  return isNvmeofError(reason) ? reason : new AbortedError('SPDK RPC call aborted', { cause: reason });
-}
 
 function describeAddress(opts: SpdkRpcClientOptions): string {
   return opts.host !== undefined ? `${opts.host}:${opts.port}` : (opts.socketPath ?? SPDK_DEFAULT_RPC_SOCKET);
@@ -190,7 +185,7 @@ export class SpdkRpcClient {
     const address = describeAddress(opts);
     const timeoutMs = opts.connectTimeoutMs ?? 5000;
     const signal = opts.signal;
-    if (signal?.aborted) throw abortError(signal);
+    if (signal?.aborted) throw abortError(signal, 'SPDK RPC call');
     const socket =
       opts.host !== undefined
         ? net.createConnection({ host: opts.host, port: opts.port as number })
@@ -215,7 +210,7 @@ export class SpdkRpcClient {
       const onAbort = (): void => {
         cleanup();
         socket.destroy();
-        reject(abortError(signal as AbortSignal));
+        reject(abortError(signal as AbortSignal, 'SPDK RPC call'));
       };
       socket.once('connect', onConnect);
       socket.once('error', onError);
@@ -309,7 +304,7 @@ export class SpdkRpcClient {
     if (this.isClosed) {
       throw new ConnectionClosedError(`SPDK RPC ${this.address}: client is closed`, { cause: this.closedWith });
     }
-    if (opts.signal?.aborted) throw abortError(opts.signal);
+    if (opts.signal?.aborted) throw abortError(opts.signal, 'SPDK RPC call');
     const id = this.nextId;
     this.nextId = this.nextId >= Number.MAX_SAFE_INTEGER ? 1 : this.nextId + 1;
     const req = params === undefined ? { jsonrpc: '2.0', method, id } : { jsonrpc: '2.0', method, params, id };
@@ -328,7 +323,7 @@ export class SpdkRpcClient {
         p.onAbort = () => {
           if (this.pending.get(id) !== p) return;
           this.pending.delete(id);
-          this.settle(p, abortError(signal));
+          this.settle(p, abortError(signal, 'SPDK RPC call'));
         };
         signal.addEventListener('abort', p.onAbort, { once: true });
       }

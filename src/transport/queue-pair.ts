@@ -13,13 +13,11 @@ import * as net from 'node:net';
 import { debuglog } from 'node:util';
 import diagnostics from 'node:diagnostics_channel';
 import {
-  AbortedError,
   ConnectionClosedError,
   ConnectionFailedError,
   DigestError,
   InvalidArgumentError,
   InvalidStateError,
-  NvmeofError,
   ProtocolError,
   TerminatedError,
   TimeoutError,
@@ -31,6 +29,7 @@ import { writeSgl, inCapsuleSgl, transportSgl } from '../protocol/sgl.js';
 import { decodeCqe, cqeOk, type Cqe } from '../protocol/cqe.js';
 import { statusError } from '../protocol/status.js';
 import { FABRICS_OPCODE } from '../protocol/constants.js';
+import { abortError, withTimeout } from '../util.js';
 import type { NvmeCommand } from '../protocol/commands.js';
 
 const debug = debuglog('nvmeof');
@@ -655,12 +654,6 @@ function toBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
 }
 
-function abortError(signal: AbortSignal): Error {
-  const reason: unknown = signal.reason;
-  if (reason instanceof NvmeofError) return reason;
-  return new AbortedError(reason instanceof Error ? `operation aborted: ${reason.message}` : 'operation aborted', { cause: reason });
-}
-
 const FES_NAMES: Record<number, string> = {
   1: 'Invalid PDU Header Field',
   2: 'PDU Sequence Error',
@@ -700,27 +693,3 @@ async function connectSocket(host: string, port: number, timeoutMs: number, sign
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
-
-/** Race a promise against a timeout and an optional AbortSignal. */
-export async function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => Error, signal?: AbortSignal): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        if (ms > 0) timer = setTimeout(() => reject(onTimeout()), ms);
-        if (signal) {
-          if (signal.aborted) reject(abortError(signal));
-          onAbort = () => reject(abortError(signal));
-          signal.addEventListener('abort', onAbort, { once: true });
-        }
-      }),
-    ]);
-  } finally {
-    if (timer) clearTimeout(timer);
-    if (onAbort) signal?.removeEventListener('abort', onAbort);
-  }
-}
-
-export { abortError };
