@@ -20,4 +20,6 @@ export default defineConfig({
   platform: 'node',
   // Shared chunks: one copy of the error classes for every entry point, so instanceof works across them.
   splitting: true,
+  // import.meta.url (the optional native CRC32C is loaded through createRequire) works in the CommonJS build too.
+  shims: true,
 });

@@ -1,17 +1,8 @@
 import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { crc32c } from '../src/protocol/crc32c.js';
-
-/** Bit-at-a-time reference (reflected polynomial 0x82F63B78), independent of the table code. */
-function refCrc32c(b: Uint8Array, crc = 0): number {
-  let c = ~crc >>> 0;
-  for (const x of b) {
-    c ^= x;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  }
-  return ~c >>> 0;
-}
+import { crc32c, crc32cImplementation, crc32cJs, setCrc32cImplementation } from '../src/protocol/crc32c.js';
+import { refCrc32c } from './helpers/crc32c-ref.js';
 
 describe('crc32c', () => {
   // RFC 3720 (iSCSI) appendix B.4 CRC examples; the RFC prints the CRC bytes as they appear on the
@@ -89,5 +80,31 @@ describe('crc32c', () => {
         expect(crc32c(b, crc32c(a))).toBe(refCrc32c(b, refCrc32c(a)));
       }),
     );
+  });
+});
+
+describe('crc32c implementations', () => {
+  it('the native package (when installed) and the pure code agree at every length around the switch-over', () => {
+    const data = Buffer.alloc(70000);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 131 + 17) & 0xff;
+    const lengths = [0, 1, 23, 24, 127, 128, 255, 256, 257, 4095, 4096, 65536, 70000];
+    const results: Record<string, number[]> = {};
+    for (const which of ['native', 'js'] as const) {
+      setCrc32cImplementation(which);
+      results[which] = lengths.flatMap((n) => [crc32c(data.subarray(0, n)), crc32c(data.subarray(n), crc32c(data.subarray(0, n)))]);
+    }
+    setCrc32cImplementation('native');
+    const expected = lengths.flatMap((n) => [refCrc32c(data.subarray(0, n)), refCrc32c(data)]);
+    expect(results.js).toEqual(expected);
+    expect(results.native).toEqual(expected);
+    expect(crc32cJs(data)).toBe(refCrc32c(data));
+  });
+
+  it('uses @node-rs/crc32 when it is installed, and the choice can be forced to the pure code', () => {
+    // The dev install has the optional package: the accelerated path must be the one in use.
+    expect(crc32cImplementation()).toBe('native');
+    expect(setCrc32cImplementation('js')).toBe('js');
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
+    expect(setCrc32cImplementation('native')).toBe('native');
   });
 });

@@ -10,15 +10,7 @@ import { InvalidArgumentError } from '../src/errors.js';
 import { dataOffset, encodePdu, PDU_HLEN, PduFlag, PduType, TermReqFes } from '../src/protocol/pdu.js';
 import type { EncodeOptions, Pdu } from '../src/protocol/pdu.js';
 import { PduReader } from '../src/protocol/reader.js';
-
-function refCrc32c(b: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const x of b) {
-    c ^= x;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  }
-  return ~c >>> 0;
-}
+import { refCrc32c } from './helpers/crc32c-ref.js';
 
 /** Write the 8-byte common header. */
 function ch(b: Buffer, type: number, flags: number, hlen: number, pdo: number, plen: number): void {
