@@ -27,6 +27,7 @@ afterEach(async () => {
   await peer?.close();
 });
 
+const NO_DIGESTS = { hdgst: false, ddgst: false };
 const readCmd = (blocks: number) => cmds.read({ nsid: 1, slba: 0n, nlb: blocks, blockSize: 512 });
 
 describe('QueuePair', () => {
@@ -178,6 +179,137 @@ describe('QueuePair', () => {
     const term = await conn.next<TermReqPdu>((x) => x.type === PduType.H2CTermReq);
     expect(term.fes).toBe(4);
     expect(await p).toMatchObject({ code: ErrorCode.PROTOCOL });
+  });
+
+  it('a successful completion with fewer bytes than asked is a protocol error: TermReq, queue down, never zeros', async () => {
+    for (const via of ['capsule', 'c2h-success'] as const) {
+      const { qp, conn } = await open();
+      const target = Buffer.alloc(4096, 0xee);
+      const p = qp.submit(readCmd(8), { readInto: target }).catch((e: unknown) => e);
+      const other = qp.submit(cmds.keepAlive()).catch((e: unknown) => e);
+      const [c] = await conn.commands(2);
+      const { cid } = cmdInfo(c!);
+      if (via === 'capsule') {
+        conn.send({ type: PduType.C2HData, cccid: cid, datao: 0, last: true, success: false, data: Buffer.alloc(512, 1) });
+        conn.respond(cid);
+      } else {
+        conn.send({ type: PduType.C2HData, cccid: cid, datao: 0, last: true, success: true, data: Buffer.alloc(512, 1) });
+      }
+      const term = await conn.next<TermReqPdu>((x) => x.type === PduType.H2CTermReq);
+      expect(term.fes).toBe(2); // PDU Sequence Error: the completion came before the data
+      const err = await p;
+      expect(err).toMatchObject({ code: ErrorCode.PROTOCOL });
+      expect((err as Error).message).toMatch(/after sending 512 of 4096 bytes/);
+      expect(await other).toMatchObject({ code: ErrorCode.PROTOCOL });
+      expect(qp.state).toBe('closed');
+      expect(target.subarray(512).every((b) => b === 0xee)).toBe(true); // nothing invented
+      qp.destroy();
+      await peer.close();
+    }
+  });
+
+  it('never writes late data into the buffer of a command that timed out or was aborted', async () => {
+    const { qp, conn } = await open({ depth: 2 });
+    const buf = Buffer.alloc(4096, 0xee);
+    const ac = new AbortController();
+    const timedOut = qp.submit(readCmd(8), { readInto: buf.subarray(0, 2048 * 2), timeout: 100 });
+    const buf2 = Buffer.alloc(512, 0xdd);
+    const aborted = qp.submit(readCmd(1), { readInto: buf2, signal: ac.signal });
+    const [c1, c2] = await conn.commands(2);
+    await expect(timedOut).rejects.toMatchObject({ code: ErrorCode.TIMEOUT });
+    ac.abort();
+    await expect(aborted).rejects.toMatchObject({ code: ErrorCode.ABORTED });
+    // The controller answers both late, in full, successfully: the bytes are read and dropped.
+    conn.send({ type: PduType.C2HData, cccid: cmdInfo(c1!).cid, datao: 0, last: false, success: false, data: Buffer.alloc(1000, 1) });
+    conn.send({ type: PduType.C2HData, cccid: cmdInfo(c1!).cid, datao: 1000, last: true, success: true, data: Buffer.alloc(3096, 2) });
+    conn.send({ type: PduType.C2HData, cccid: cmdInfo(c2!).cid, datao: 0, last: true, success: false, data: Buffer.alloc(512, 3) });
+    conn.respond(cmdInfo(c2!).cid);
+    // Both slots free again, the queue healthy, the caller's buffers untouched.
+    const q = qp.submit(cmds.keepAlive());
+    const [k] = await conn.commands(1);
+    conn.respond(cmdInfo(k!).cid);
+    await q;
+    expect(qp.state).toBe('ready');
+    expect(buf.every((b) => b === 0xee)).toBe(true);
+    expect(buf2.every((b) => b === 0xdd)).toBe(true);
+    expect(qp.outstanding).toBe(0);
+  });
+
+  it('data after the completion of its command is a protocol error, even within one chunk', async () => {
+    const { qp, conn } = await open();
+    const p = qp.submit(readCmd(1));
+    const [c] = await conn.commands(1);
+    const { cid } = cmdInfo(c!);
+    const { encodePdu } = await import('../src/protocol/pdu.js');
+    const { encodeCqe } = await import('../src/protocol/cqe.js');
+    const chunk = Buffer.concat([
+      ...encodePdu({ type: PduType.C2HData, cccid: cid, datao: 0, last: true, success: false, data: Buffer.alloc(512, 1) }, NO_DIGESTS),
+      ...encodePdu({ type: PduType.CapsuleResp, cqe: encodeCqe({ dw0: 0, dw1: 0, cid, status: 0, sqhd: 0, sqid: 1 }) }, NO_DIGESTS),
+      ...encodePdu({ type: PduType.C2HData, cccid: cid, datao: 0, last: true, success: false, data: Buffer.alloc(512, 9) }, NO_DIGESTS),
+    ]);
+    conn.sendRaw(chunk);
+    const res = await p; // resolved before the stray PDU was read
+    expect(res.data!.every((b) => b === 1)).toBe(true);
+    const term = await conn.next<TermReqPdu>((x) => x.type === PduType.H2CTermReq);
+    expect(term.fes).toBe(1);
+    expect(term.fei).toBe(8); // CCCID: no such command
+    expect(res.data!.every((b) => b === 1)).toBe(true); // the stray bytes went nowhere
+  });
+
+  it('never issues CID 0xFFFF', async () => {
+    const { qp, conn } = await open({ depth: 2 });
+    // Slot 1's generation is one step before the one that would make CID 0xFFFF (2-deep queue: 1 slot bit).
+    (qp as unknown as { gens: Uint16Array }).gens[1] = 0x7ffe;
+    const seen: number[] = [];
+    for (let round = 0; round < 3; round++) {
+      const a = qp.submit(cmds.keepAlive());
+      const b = qp.submit(cmds.keepAlive());
+      const cs = await conn.commands(2);
+      for (const c of cs) {
+        seen.push(cmdInfo(c).cid);
+        conn.respond(cmdInfo(c).cid);
+      }
+      await Promise.all([a, b]);
+    }
+    expect(seen).not.toContain(0xffff);
+    expect(seen.filter((cid) => (cid & 1) === 1)).toEqual([0x0001, 0x0003, 0x0005]); // 0x7fff skipped, wrapped to 0
+  });
+
+  it('publishes nvmeof:command:end once for every command that went on the wire, with its outcome', async () => {
+    const diagnostics = await import('node:diagnostics_channel');
+    const ends: { cid: number; outcome: string; status?: number; error?: Error; name: string }[] = [];
+    const sub = (m: unknown) => ends.push(m as (typeof ends)[number]);
+    diagnostics.subscribe('nvmeof:command:end', sub);
+    try {
+      const { qp, conn } = await open({ depth: 8 });
+      const ok = qp.submit(cmds.keepAlive());
+      const bad = qp.submit(readCmd(1)).catch(() => undefined);
+      const slow = qp.submit(cmds.keepAlive(), { timeout: 100 }).catch(() => undefined);
+      const ac = new AbortController();
+      const aborted = qp.submit(cmds.keepAlive(), { signal: ac.signal }).catch(() => undefined);
+      const torn = qp.submit(cmds.keepAlive()).catch(() => undefined);
+      const cs = await conn.commands(5);
+      const cid = (i: number) => cmdInfo(cs[i]!).cid;
+      conn.respond(cid(0));
+      conn.respond(cid(1), makeStatus(0, 0x80));
+      await ok;
+      await bad;
+      await slow;
+      ac.abort();
+      await aborted;
+      qp.destroy();
+      await torn;
+      const byCid = new Map(ends.map((e) => [e.cid, e]));
+      expect(ends).toHaveLength(5);
+      expect(byCid.get(cid(0))).toMatchObject({ outcome: 'success', status: 0, name: 'Keep Alive' });
+      expect(byCid.get(cid(1))).toMatchObject({ outcome: 'status', name: 'Read' });
+      expect(byCid.get(cid(1))!.error).toBeInstanceOf(NvmeStatusError);
+      expect(byCid.get(cid(2))!.outcome).toBe('timeout');
+      expect(byCid.get(cid(3))!.outcome).toBe('aborted');
+      expect(byCid.get(cid(4))).toMatchObject({ outcome: 'error', error: { code: ErrorCode.CONNECTION_CLOSED } });
+    } finally {
+      diagnostics.unsubscribe('nvmeof:command:end', sub);
+    }
   });
 
   it('reports a C2HTermReq as TERMINATED', async () => {

@@ -7,18 +7,10 @@ import { Buffer } from 'node:buffer';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DigestError, InvalidArgumentError, ProtocolError } from '../src/errors.js';
-import type { Pdu } from '../src/protocol/pdu.js';
+import { PduType, type Pdu } from '../src/protocol/pdu.js';
 import { PduReader } from '../src/protocol/reader.js';
 import type { PduReaderOptions } from '../src/protocol/reader.js';
-
-function refCrc32c(b: Uint8Array): number {
-  let c = 0xffffffff;
-  for (const x of b) {
-    c ^= x;
-    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
-  }
-  return ~c >>> 0;
-}
+import { refCrc32c } from './helpers/crc32c-ref.js';
 
 function pattern(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
@@ -293,8 +285,8 @@ describe('PduReader digests', () => {
 });
 
 describe('PduReader header validation (FES/FEI)', () => {
-  const host = (b: Buffer, o: Partial<PduReaderOptions> = {}) => () => new PduReader({ role: 'host', ...o }).push(b);
-  const ctl = (b: Buffer, o: Partial<PduReaderOptions> = {}) => () => new PduReader({ role: 'controller', ...o }).push(b);
+  const host = (b: Buffer, o: Partial<PduReaderOptions> = {}) => () => new PduReader({ role: 'host', ...o }).feed(b, () => {});
+  const ctl = (b: Buffer, o: Partial<PduReaderOptions> = {}) => () => new PduReader({ role: 'controller', ...o }).feed(b, () => {});
 
   it('PDU-Type: unknown types are FES 1, FEI 0', () => {
     for (const t of [0x08, 0x0a, 0x10, 0x7f, 0xff]) {
@@ -455,13 +447,11 @@ describe('PduReader poisoned state', () => {
   it('rethrows the same error on every later push', () => {
     const r = new PduReader({ role: 'host' });
     const good = capsuleResp(1);
-    // one good PDU, then a bad one in the same chunk: the chunk's good PDU is lost with the throw
-    let first: unknown;
-    try {
-      r.push(Buffer.concat([good, build({ type: 5, hlen: 24, plen: 30 })]));
-    } catch (e) {
-      first = e;
-    }
+    // one good PDU, then a bad one in the same chunk: the good PDU is returned, the reader is failed
+    const got = r.push(Buffer.concat([good, build({ type: 5, hlen: 24, plen: 30 })]));
+    expect(got).toHaveLength(1);
+    expect(got[0]!.type).toBe(PduType.CapsuleResp);
+    const first = r.error;
     expect(first).toBeInstanceOf(ProtocolError);
     for (let i = 0; i < 3; i++) {
       let again: unknown;
@@ -486,7 +476,9 @@ describe('PduReader poisoned state', () => {
     expect(r.errorHeader).toBeNull();
     const bad = build({ type: 5, hlen: 24, psh: cqe(3), plen: 30 });
     const chunk = Buffer.concat([capsuleResp(1), bad]);
-    expect(() => r.push(chunk)).toThrow(ProtocolError);
+    const seen: Pdu[] = [];
+    expect(() => r.feed(chunk, (p) => seen.push(p))).toThrow(ProtocolError);
+    expect(seen.map((p) => p.type)).toEqual([PduType.CapsuleResp]); // delivered before the error
     expect(r.errorHeader).toEqual(bad.subarray(0, 24));
     chunk.fill(0); // a copy, not a view of the chunk
     expect(r.errorHeader).toEqual(bad.subarray(0, 24));
@@ -512,5 +504,160 @@ describe('PduReader options', () => {
     expect(() => new PduReader({ role: 'host', maxDataLength: 0 })).toThrow(InvalidArgumentError);
     expect(() => new PduReader({ role: 'host', maxInCapsuleData: 1.5 })).toThrow(InvalidArgumentError);
     expect(() => new PduReader({ role: 'host' }).setMaxDataLength(-1)).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('PduReader direct data placement', () => {
+  /** A host-bound stream: responses, data PDUs with padding, a TermReq; placement by CCCID into per-command buffers. */
+  function placedStream(hd: boolean, dd: boolean): { stream: Buffer; payloads: Map<number, Buffer> } {
+    const payloads = new Map<number, Buffer>([
+      [1, pattern(300, 3)],
+      [3, pattern(5, 4)],
+      [4, pattern(4096, 5)],
+    ]);
+    const stream = Buffer.concat([
+      capsuleResp(1, hd),
+      c2hData(1, payloads.get(1)!, { hd, dd }),
+      r2t(2, hd),
+      c2hData(3, payloads.get(3)!, { hd, dd, dataAt: 32 }),
+      capsuleResp(9, hd),
+      c2hData(4, payloads.get(4)!, { hd, dd, flags: 0x0c | (hd ? 1 : 0) | (dd ? 2 : 0) }),
+    ]);
+    return { stream, payloads };
+  }
+
+  for (const [hd, dd] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    it(`places payloads straight into their destinations at every split offset (hdgst ${hd}, ddgst ${dd})`, () => {
+      const { stream, payloads } = placedStream(hd, dd);
+      for (let cut = 0; cut <= stream.length; cut++) {
+        const dests = new Map<number, Buffer>();
+        const headers: number[] = [];
+        const r = new PduReader({
+          role: 'host',
+          hdgst: hd,
+          ddgst: dd,
+          placeData: (h) => {
+            // Called once per data PDU, before a byte of its payload is read.
+            headers.push(h.cccid);
+            expect(h.datal).toBe(payloads.get(h.cccid)!.length);
+            const d = Buffer.alloc(h.datal, 0xee);
+            dests.set(h.cccid, d);
+            return d;
+          },
+        });
+        const out: Pdu[] = [];
+        r.feed(stream.subarray(0, cut), (p) => out.push(p));
+        r.feed(stream.subarray(cut), (p) => out.push(p));
+        expect(r.buffered).toBe(0);
+        expect(headers).toEqual([1, 3, 4]);
+        expect(out.map((p) => p.type)).toEqual([5, 7, 9, 7, 5, 7]);
+        for (const [cid, want] of payloads) expect(dests.get(cid)!.equals(want)).toBe(true);
+        for (const p of out) {
+          if (p.type !== PduType.C2HData) continue;
+          expect(p.placed).toBe(true);
+          expect(p.data).toBe(dests.get(p.cccid)); // the destination itself, no intermediate copy
+          expect(p.dataDigestError).toBeUndefined();
+        }
+        const last = out[5] as Extract<Pdu, { type: 7 }>;
+        expect([last.last, last.success]).toEqual([true, true]);
+      }
+    });
+  }
+
+  it('places byte by byte: one byte per chunk', () => {
+    const data = pattern(777, 9);
+    const pdu = c2hData(7, data, { hd: true, dd: true });
+    const dest = Buffer.alloc(777);
+    const r = new PduReader({ role: 'host', hdgst: true, ddgst: true, placeData: () => dest });
+    const out: Pdu[] = [];
+    for (let i = 0; i < pdu.length; i++) r.feed(pdu.subarray(i, i + 1), (p) => out.push(p));
+    expect(out).toHaveLength(1);
+    expect(dest.equals(data)).toBe(true);
+    expect(r.buffered).toBe(0);
+  });
+
+  it('discards the payload when placeData returns null, and reads on', () => {
+    const r = new PduReader({ role: 'host', ddgst: true, placeData: (h) => (h.cccid === 1 ? null : Buffer.alloc(h.datal)) });
+    const out = r.push(Buffer.concat([c2hData(1, pattern(100, 1), { dd: true }), c2hData(2, pattern(10, 2), { dd: true }), capsuleResp(3)]));
+    expect(out.map((p) => p.type)).toEqual([7, 7, 5]);
+    const [a, b] = out as Extract<Pdu, { type: 7 }>[];
+    expect([a!.placed, a!.data.length, a!.dataDigestError]).toEqual([true, 0, undefined]);
+    expect(b!.data.equals(pattern(10, 2))).toBe(true);
+  });
+
+  it('flags a data digest mismatch computed over the placed payload', () => {
+    const dest = Buffer.alloc(64);
+    const r = new PduReader({ role: 'host', ddgst: true, placeData: () => dest });
+    const pdu = c2hData(1, pattern(64, 1), { dd: true, badDdgst: true });
+    const out: Pdu[] = [];
+    r.feed(pdu.subarray(0, 40), (p) => out.push(p));
+    r.feed(pdu.subarray(40), (p) => out.push(p));
+    expect((out[0] as Extract<Pdu, { type: 7 }>).dataDigestError).toBe(true);
+  });
+
+  it('checks the header digest before asking for a destination', () => {
+    let asked = 0;
+    const r = new PduReader({ role: 'host', hdgst: true, placeData: (h) => (asked++, Buffer.alloc(h.datal)) });
+    const bad = build({ type: 7, hlen: 24, flags: 0x05, hd: true, badHdgst: true, data: pattern(32, 1), fields: [[8, 2, 1], [12, 4, 0], [16, 4, 32]] });
+    expect(() => r.feed(bad, () => {})).toThrow(DigestError);
+    expect(asked).toBe(0);
+  });
+
+  it('a refusal from placeData fails the reader before any payload byte is placed', () => {
+    const dest = Buffer.alloc(16, 0xaa);
+    let calls = 0;
+    const r = new PduReader({
+      role: 'host',
+      placeData: (h) => {
+        calls++;
+        if (h.cccid === 2) throw new ProtocolError('C2HData for unknown command id 2', 1, 8);
+        return dest;
+      },
+    });
+    const second = c2hData(2, pattern(16, 2));
+    const seen: Pdu[] = [];
+    const err = expectProtocolError(() => r.feed(Buffer.concat([c2hData(1, pattern(16, 1)), second]), (p) => seen.push(p)), 1, 8);
+    expect(seen).toHaveLength(1); // the first PDU was delivered before the refusal
+    expect(calls).toBe(2);
+    expect(dest.equals(pattern(16, 1))).toBe(true); // only the first PDU's bytes
+    expect(r.errorHeader).toEqual(second.subarray(0, 24));
+    expect(() => r.feed(Buffer.alloc(1), () => {})).toThrow(err);
+  });
+
+  it('H2CData in the controller role is placed with its transfer tag', () => {
+    const dest = Buffer.alloc(50);
+    const seen: number[] = [];
+    const r = new PduReader({ role: 'controller', placeData: (h) => (seen.push(h.type, h.cccid, h.ttag, h.datao), dest) });
+    const out = r.push(h2cData(6, pattern(50, 6)));
+    expect(seen).toEqual([PduType.H2CData, 6, 1, 0]);
+    expect(dest.equals(pattern(50, 6))).toBe(true);
+    expect((out[0] as Extract<Pdu, { type: 6 }>).placed).toBe(true);
+  });
+
+  it('a large PDU header reserves nothing before its bytes arrive', () => {
+    // 64 MiB of announced C2H data: with placement the reader holds only the header; without it, what arrived.
+    const plen = 24 + 64 * 1024 * 1024;
+    const header = build({ type: 7, hlen: 24, flags: 0x04, pdo: 24, plen, fields: [[8, 2, 1], [12, 4, 0], [16, 4, plen - 24]] }).subarray(0, 24);
+    const before = process.memoryUsage().arrayBuffers;
+    const readers = [
+      new PduReader({ role: 'host', maxDataLength: 64 * 1024 * 1024, placeData: () => null }),
+      new PduReader({ role: 'host', maxDataLength: 64 * 1024 * 1024 }),
+    ];
+    for (const r of readers) {
+      r.push(header.subarray(0, 8));
+      r.push(header.subarray(8));
+      r.push(Buffer.alloc(1000));
+    }
+    expect(readers[0]!.buffered).toBe(0);
+    expect(readers[1]!.buffered).toBe(1024);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(8 * 1024 * 1024);
+  });
+
+  it('rejects bad constructor options and non-Buffer input with NVMEOF_ERR_INVALID_ARGUMENT', () => {
+    expect(() => new PduReader(undefined as unknown as PduReaderOptions)).toThrow(InvalidArgumentError);
+    expect(() => new PduReader({ role: 'host', placeData: 1 as unknown as PduReaderOptions['placeData'] })).toThrow(InvalidArgumentError);
+    const r = new PduReader({ role: 'host' });
+    expect(() => r.push('abc' as unknown as Buffer)).toThrow(InvalidArgumentError);
+    expect(() => r.push(new Uint8Array(8) as unknown as Buffer)).toThrow(InvalidArgumentError);
   });
 });

@@ -124,6 +124,8 @@ export interface H2CDataPdu {
   last: boolean;
   data: Buffer;
   dataDigestError?: boolean;
+  /** Set by a reader with direct data placement: `data` is the placement buffer (empty when discarded). */
+  placed?: boolean;
 }
 /** Controller-to-host data. */
 export interface C2HDataPdu {
@@ -135,6 +137,8 @@ export interface C2HDataPdu {
   success: boolean;
   data: Buffer;
   dataDigestError?: boolean;
+  /** Set by a reader with direct data placement: `data` is the placement buffer (empty when discarded). */
+  placed?: boolean;
 }
 /** Ready to Transfer (controller to host). */
 export interface R2TPdu {

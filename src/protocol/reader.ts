@@ -26,7 +26,28 @@ import {
   TERM_REQ_MAX_PLEN,
   TermReqFes,
 } from './pdu.js';
-import type { Pdu } from './pdu.js';
+import type { C2HDataPdu, H2CDataPdu, Pdu } from './pdu.js';
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The header of a data PDU (C2HData in the host role, H2CData in the controller role), validated and its header
+ * digest checked, offered to {@link PduReaderOptions.placeData} before a byte of its payload is read.
+ */
+export interface DataPduHeader {
+  type: typeof PduType.C2HData | typeof PduType.H2CData;
+  /** Command capsule CID. */
+  cccid: number;
+  /** Transfer tag (H2CData only; 0 for C2HData). */
+  ttag: number;
+  /** Data offset in the command's transfer. */
+  datao: number;
+  /** Payload length (DATAL, equal to what PLEN and PDO leave). */
+  datal: number;
+  last: boolean;
+  /** C2HData SUCCESS flag. */
+  success: boolean;
+}
 
 /** Options for a PduReader. */
 export interface PduReaderOptions {
@@ -54,6 +75,17 @@ export interface PduReaderOptions {
    * (FES 2). Default false: IC PDUs are returned whenever they arrive and the caller checks.
    */
   expectIc?: boolean;
+  /**
+   * Direct data placement. Called for every data PDU of this role once its header is complete and valid (header
+   * digest included), before any payload byte is read. Return the buffer the payload goes to (exactly `datal`
+   * bytes: usually a view of the command's destination at DATAO), or null to read and discard the payload (data
+   * for a command nobody waits for any more). Throw a ProtocolError to refuse the PDU (unknown CID, offset out of
+   * range): the reader fails with it before placing anything. The payload is then copied from each socket chunk
+   * straight into that buffer as it arrives and the data digest is computed over it incrementally; the PDU is
+   * delivered with `data` = that buffer (empty when discarded) and `placed: true`.
+   * Without this option data PDUs are delivered with their payload as views of the chunk (or one assembled copy).
+   */
+  placeData?: (header: DataPduHeader) => Buffer | null;
 }
 
 const DEFAULT_MAX_DATA = 1024 * 1024;
@@ -117,15 +149,33 @@ interface Ch {
   dd: boolean;
 }
 
+/** Where the reader is within the PDU being read. */
+const enum Stage {
+  /** Between PDUs. */
+  Idle,
+  /** Collecting the 8-byte common header (split across chunks). */
+  CommonHeader,
+  /** A placed data PDU: collecting its header up to PDO. */
+  DataHeader,
+  /** A placed data PDU: streaming its payload into the destination. */
+  Payload,
+  /** A placed data PDU: collecting its data digest. */
+  DataDigest,
+  /** Any other PDU spanning chunks: collecting its bytes until PLEN. */
+  Assemble,
+}
+
 /** Incremental PDU parser for one NVMe/TCP connection direction. */
 export class PduReader {
   private readonly role: 'host' | 'controller';
   private readonly allowed: number;
+  private readonly dataType: number;
   private hdgst: boolean;
   private ddgst: boolean;
   private maxData: number;
   private readonly maxInCapsule: number;
   private readonly expectIc: boolean;
+  private readonly placeData: ((header: DataPduHeader) => Buffer | null) | undefined;
   private icSeen = false;
 
   /** Set once a push threw; every later push rethrows it. */
@@ -135,23 +185,37 @@ export class PduReader {
   private cur: Buffer | null = null;
   private curOff = 0;
 
-  /** Common header bytes of a PDU whose CH is not complete yet (chLen < 8). */
+  private stage = Stage.Idle;
+  /** Common header of the PDU in progress when it spans chunks; the header bytes of a placed data PDU. */
   private readonly chBuf = Buffer.alloc(CH_LENGTH);
-  private chLen = 0;
-  /** A PDU spanning chunks: its validated header and the PLEN-byte buffer being filled. */
-  private partial: Buffer | null = null;
-  private partialCh: Ch | null = null;
-  private partialLen = 0;
+  private hdrBuf: Buffer | null = null;
+  /** Bytes of the PDU in progress held so far (Stage.CommonHeader / DataHeader / Assemble). */
+  private held = 0;
+  private ch: Ch | null = null;
+  /** Stage.Assemble: copies of the parts received so far (grown with what arrives, never PLEN up front). */
+  private parts: Buffer[] = [];
+  /** Placed data PDU in progress. */
+  private dest: Buffer | null = null;
+  private destPos = 0;
+  private dataCrc = 0;
+  private readonly ddgstBuf = Buffer.alloc(DIGEST_LENGTH);
+  private ddgstLen = 0;
+  private placedPdu: Pdu | null = null;
+  private payloadLen = 0;
 
   constructor(opts: PduReaderOptions) {
-    if (opts.role !== 'host' && opts.role !== 'controller') throw new InvalidArgumentError(`PduReader role must be 'host' or 'controller'`);
+    if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError(`PduReader options must be an object with a role, got ${opts === null ? 'null' : typeof opts}`);
+    if (opts.role !== 'host' && opts.role !== 'controller') throw new InvalidArgumentError(`PduReader role must be 'host' or 'controller', got ${String(opts.role)}`);
+    if (opts.placeData !== undefined && typeof opts.placeData !== 'function') throw new InvalidArgumentError('PduReader placeData must be a function');
     this.role = opts.role;
     this.allowed = opts.role === 'host' ? HOST_TYPES : CONTROLLER_TYPES;
+    this.dataType = opts.role === 'host' ? PduType.C2HData : PduType.H2CData;
     this.hdgst = opts.hdgst ?? false;
     this.ddgst = opts.ddgst ?? false;
     this.maxData = checkLimit('maxDataLength', opts.maxDataLength ?? DEFAULT_MAX_DATA);
     this.maxInCapsule = checkLimit('maxInCapsuleData', opts.maxInCapsuleData ?? DEFAULT_MAX_IN_CAPSULE);
     this.expectIc = opts.expectIc ?? false;
+    this.placeData = opts.placeData;
   }
 
   /**
@@ -168,33 +232,63 @@ export class PduReader {
     this.maxData = checkLimit('maxDataLength', n);
   }
 
-  /** Bytes currently held waiting for the rest of a PDU. */
+  /** Bytes currently held waiting for the rest of a PDU (placed payload bytes are not held: they are placed). */
   get buffered(): number {
-    return this.chLen + this.partialLen;
+    switch (this.stage) {
+      case Stage.CommonHeader:
+      case Stage.DataHeader:
+      case Stage.Assemble:
+        return this.held;
+      case Stage.DataDigest:
+        return this.ddgstLen;
+      default:
+        return 0;
+    }
+  }
+
+  /** The error that failed this reader, or null. */
+  get error(): Error | null {
+    return this.failure;
   }
 
   /**
-   * Feed a socket chunk of any size. Returns the PDUs it completed (possibly none), in order.
-   * Throws ProtocolError (fes/fei for the TermReq to send) or DigestError (header digest, FES 3).
-   * A data digest mismatch is not thrown: the PDU comes back with `dataDigestError: true`.
-   * After a throw the reader is poisoned: every later push throws the same error.
+   * Feed a socket chunk of any size; `onPdu` is called for each PDU the chunk completes, in order, as it completes
+   * (so a handler that changes state, such as freeing a command, is seen by the placement of the next PDU).
+   * Throws ProtocolError (fes/fei for the TermReq to send) or DigestError (header digest, FES 3), after delivering
+   * the PDUs the chunk completed before the offending one. An error thrown by `onPdu` fails the reader too.
+   * A data digest mismatch is not thrown: the PDU comes with `dataDigestError: true`.
+   * After a throw the reader is poisoned: every later feed or push throws the same error.
    */
-  push(chunk: Buffer): Pdu[] {
+  feed(chunk: Buffer, onPdu: (pdu: Pdu) => void): void {
     if (this.failure !== null) throw this.failure;
+    if (!Buffer.isBuffer(chunk)) throw new InvalidArgumentError(`PduReader input must be a Buffer, got ${chunk === null ? 'null' : typeof chunk}`);
     try {
-      const out = this.consume(chunk);
+      this.consume(chunk, onPdu);
       this.cur = null;
-      return out;
     } catch (err) {
       this.failure = err as Error;
       this.failedHeader = this.copyCurrentHeader();
       this.cur = null;
-      this.partial = null;
-      this.partialCh = null;
-      this.partialLen = 0;
-      this.chLen = 0;
+      this.reset();
       throw err;
     }
+  }
+
+  /**
+   * Feed a socket chunk of any size. Returns the PDUs it completed (possibly none), in order.
+   * On a protocol error the PDUs the chunk completed before the offending one are not lost: when there are any,
+   * this push returns them and the reader is failed (see {@link error}); the next push throws the error. With
+   * none, this push throws it (ProtocolError with fes/fei for the TermReq, or DigestError for a header digest).
+   * A data digest mismatch is not thrown: the PDU comes back with `dataDigestError: true`.
+   */
+  push(chunk: Buffer): Pdu[] {
+    const out: Pdu[] = [];
+    try {
+      this.feed(chunk, (p) => out.push(p));
+    } catch (err) {
+      if (out.length === 0) throw err;
+    }
+    return out;
   }
 
   /**
@@ -215,76 +309,204 @@ export class PduReader {
     return Buffer.from(b.subarray(off, Math.min(off + want, b.length)));
   }
 
-  private consume(chunk: Buffer): Pdu[] {
-    const out: Pdu[] = [];
-    const n = chunk.length;
-    let off = 0;
-
-    // Finish a PDU already in progress.
-    if (this.partial !== null) {
-      const buf = this.partial;
-      const need = buf.length - this.partialLen;
-      if (n < need) {
-        chunk.copy(buf, this.partialLen, 0, n);
-        this.partialLen += n;
-        return out;
-      }
-      chunk.copy(buf, this.partialLen, 0, need);
-      const ch = this.partialCh!;
-      this.partial = null;
-      this.partialCh = null;
-      this.partialLen = 0;
-      out.push(this.decode(buf, 0, ch));
-      off = need;
-    } else if (this.chLen > 0) {
-      const take = Math.min(CH_LENGTH - this.chLen, n);
-      chunk.copy(this.chBuf, this.chLen, 0, take);
-      this.chLen += take;
-      if (this.chLen < CH_LENGTH) return out;
-      off = take;
-      const ch = this.checkCh(this.chBuf, 0);
-      const rest = ch.plen - CH_LENGTH;
-      if (n - off < rest) {
-        this.startPartial(ch, this.chBuf, 0, CH_LENGTH);
-        this.chLen = 0;
-        chunk.copy(this.partial!, CH_LENGTH, off, n);
-        this.partialLen += n - off;
-        return out;
-      }
-      // Rest of the PDU is in this chunk: assemble header and body once.
-      const buf = Buffer.allocUnsafe(ch.plen);
-      this.chBuf.copy(buf, 0, 0, CH_LENGTH);
-      chunk.copy(buf, CH_LENGTH, off, off + rest);
-      this.chLen = 0;
-      out.push(this.decode(buf, 0, ch));
-      off += rest;
-    }
-
-    // Whole PDUs inside this chunk are decoded in place.
-    while (off < n) {
-      const left = n - off;
-      if (left < CH_LENGTH) {
-        chunk.copy(this.chBuf, 0, off, n);
-        this.chLen = left;
-        break;
-      }
-      const ch = this.checkCh(chunk, off);
-      if (left < ch.plen) {
-        this.startPartial(ch, chunk, off, n);
-        break;
-      }
-      out.push(this.decode(chunk, off, ch));
-      off += ch.plen;
-    }
-    return out;
+  private reset(): void {
+    this.stage = Stage.Idle;
+    this.held = 0;
+    this.ch = null;
+    this.parts = [];
+    this.hdrBuf = null;
+    this.dest = null;
+    this.placedPdu = null;
   }
 
-  private startPartial(ch: Ch, src: Buffer, start: number, end: number): void {
-    const buf = Buffer.allocUnsafe(ch.plen);
-    src.copy(buf, 0, start, end);
-    this.partial = buf;
-    this.partialCh = ch;
-    this.partialLen = end - start;
+  /** A data PDU whose payload is placed through placeData rather than buffered. */
+  private placeable(ch: Ch): boolean {
+    return this.placeData !== undefined && ch.type === this.dataType;
+  }
+
+  private consume(chunk: Buffer, emit: (pdu: Pdu) => void): void {
+    const n = chunk.length;
+    let off = 0;
+    while (off < n) {
+      switch (this.stage) {
+        case Stage.Idle: {
+          const left = n - off;
+          if (left < CH_LENGTH) {
+            chunk.copy(this.chBuf, 0, off, n);
+            this.held = left;
+            this.stage = Stage.CommonHeader;
+            return;
+          }
+          const ch = this.checkCh(chunk, off);
+          if (this.placeable(ch)) {
+            if (left >= ch.dataOff) {
+              this.beginPayload(ch, chunk, off);
+              off += ch.dataOff;
+            } else {
+              this.hdrBuf = Buffer.allocUnsafe(ch.dataOff);
+              chunk.copy(this.hdrBuf, 0, off, n);
+              this.held = left;
+              this.ch = ch;
+              this.stage = Stage.DataHeader;
+              return;
+            }
+          } else if (left >= ch.plen) {
+            emit(this.decode(chunk, off, ch));
+            off += ch.plen;
+          } else {
+            this.parts = [Buffer.from(chunk.subarray(off, n))];
+            this.held = left;
+            this.ch = ch;
+            this.stage = Stage.Assemble;
+            return;
+          }
+          break;
+        }
+        case Stage.CommonHeader: {
+          const take = Math.min(CH_LENGTH - this.held, n - off);
+          chunk.copy(this.chBuf, this.held, off, off + take);
+          this.held += take;
+          off += take;
+          if (this.held < CH_LENGTH) return;
+          const ch = this.checkCh(this.chBuf, 0);
+          this.ch = ch;
+          if (this.placeable(ch)) {
+            this.hdrBuf = Buffer.allocUnsafe(ch.dataOff);
+            this.chBuf.copy(this.hdrBuf, 0);
+            this.stage = Stage.DataHeader;
+            if (ch.dataOff === CH_LENGTH) this.headerDone();
+          } else if (ch.plen === CH_LENGTH) {
+            this.stage = Stage.Idle;
+            this.held = 0;
+            emit(this.decode(Buffer.from(this.chBuf), 0, ch));
+          } else {
+            this.parts = [Buffer.from(this.chBuf)];
+            this.stage = Stage.Assemble;
+          }
+          break;
+        }
+        case Stage.DataHeader: {
+          const hb = this.hdrBuf!;
+          const take = Math.min(hb.length - this.held, n - off);
+          chunk.copy(hb, this.held, off, off + take);
+          this.held += take;
+          off += take;
+          if (this.held === hb.length) this.headerDone();
+          break;
+        }
+        case Stage.Payload: {
+          const take = Math.min(this.payloadLen - this.destPos, n - off);
+          const part = chunk.subarray(off, off + take);
+          if (this.dest !== null) {
+            part.copy(this.dest, this.destPos);
+            if (this.ch!.dd) this.dataCrc = crc32c(part, this.dataCrc);
+          }
+          this.destPos += take;
+          off += take;
+          if (this.destPos === this.payloadLen) {
+            if (this.ch!.dd) {
+              this.ddgstLen = 0;
+              this.stage = Stage.DataDigest;
+            } else this.finishPlaced(emit, false);
+          }
+          break;
+        }
+        case Stage.DataDigest: {
+          const take = Math.min(DIGEST_LENGTH - this.ddgstLen, n - off);
+          chunk.copy(this.ddgstBuf, this.ddgstLen, off, off + take);
+          this.ddgstLen += take;
+          off += take;
+          if (this.ddgstLen === DIGEST_LENGTH) {
+            this.finishPlaced(emit, this.dest !== null && this.ddgstBuf.readUInt32LE(0) !== this.dataCrc);
+          }
+          break;
+        }
+        case Stage.Assemble: {
+          const ch = this.ch!;
+          const take = Math.min(ch.plen - this.held, n - off);
+          this.parts.push(Buffer.from(chunk.subarray(off, off + take)));
+          this.held += take;
+          off += take;
+          if (this.held === ch.plen) {
+            const buf = Buffer.concat(this.parts, ch.plen);
+            this.parts = [];
+            this.held = 0;
+            this.ch = null;
+            this.stage = Stage.Idle;
+            emit(this.decode(buf, 0, ch));
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  /** The header of a placed data PDU is complete in hdrBuf. */
+  private headerDone(): void {
+    const ch = this.ch!;
+    const hb = this.hdrBuf!;
+    this.hdrBuf = null;
+    this.held = 0;
+    this.beginPayload(ch, hb, 0);
+  }
+
+  /**
+   * b[off..off+PDO) holds the header (and padding) of a data PDU being placed: check its digest and fields, ask
+   * for the destination, and move to the payload.
+   */
+  private beginPayload(ch: Ch, b: Buffer, off: number): void {
+    this.cur = b;
+    this.curOff = off;
+    this.checkHeaderDigest(b, off, ch);
+    const header = this.dataHeader(b, off, ch);
+    const dest = this.placeData!(header);
+    if (dest !== null && (!Buffer.isBuffer(dest) || dest.length !== header.datal)) {
+      throw new InvalidArgumentError(`placeData must return a Buffer of exactly ${header.datal} bytes or null`);
+    }
+    this.ch = ch;
+    this.dest = dest;
+    this.destPos = 0;
+    this.dataCrc = 0;
+    this.payloadLen = header.datal;
+    const data = dest ?? EMPTY;
+    this.placedPdu =
+      header.type === PduType.C2HData
+        ? { type: PduType.C2HData, cccid: header.cccid, datao: header.datao, last: header.last, success: header.success, data, placed: true }
+        : { type: PduType.H2CData, cccid: header.cccid, ttag: header.ttag, datao: header.datao, last: header.last, data, placed: true };
+    this.stage = Stage.Payload;
+  }
+
+  private finishPlaced(emit: (pdu: Pdu) => void, digestError: boolean): void {
+    const pdu = this.placedPdu as C2HDataPdu | H2CDataPdu;
+    if (digestError) pdu.dataDigestError = true;
+    this.placedPdu = null;
+    this.dest = null;
+    this.ch = null;
+    this.stage = Stage.Idle;
+    emit(pdu);
+  }
+
+  /** The header fields of a data PDU at b[off..), DATAL checked against PLEN and PDO. */
+  private dataHeader(b: Buffer, off: number, ch: Ch): DataPduHeader {
+    const c2h = ch.type === PduType.C2HData;
+    const datal = b.readUInt32LE(off + 16);
+    this.checkDatal(c2h ? 'C2HData' : 'H2CData', datal, ch);
+    return {
+      type: c2h ? PduType.C2HData : PduType.H2CData,
+      cccid: b.readUInt16LE(off + 8),
+      ttag: c2h ? 0 : b.readUInt16LE(off + 10),
+      datao: b.readUInt32LE(off + 12),
+      datal,
+      last: (ch.flags & PduFlag.LAST_PDU) !== 0,
+      success: (ch.flags & PduFlag.SUCCESS) !== 0,
+    };
+  }
+
+  private checkHeaderDigest(b: Buffer, off: number, ch: Ch): void {
+    if (!ch.hd) return;
+    const expected = crc32c(b.subarray(off, off + ch.hlen));
+    const actual = b.readUInt32LE(off + ch.hlen);
+    if (expected !== actual) throw new DigestError('header', expected, actual);
   }
 
   private fail(message: string, fes: number, fei: number): never {
@@ -399,11 +621,7 @@ export class PduReader {
     this.cur = b;
     this.curOff = off;
     const { type, hlen } = ch;
-    if (ch.hd) {
-      const expected = crc32c(b.subarray(off, off + hlen));
-      const actual = b.readUInt32LE(off + hlen);
-      if (expected !== actual) throw new DigestError('header', expected, actual);
-    }
+    this.checkHeaderDigest(b, off, ch);
     let data: Buffer | null = null;
     let dataDigestError = false;
     if (ch.dataLen > 0) {

@@ -10,7 +10,7 @@ import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import { ProtocolError } from '../errors.js';
 import { encodePdu, PduFlag, PduType, TermReqFes, type CapsuleCmdPdu, type EncodeOptions, type H2CDataPdu, type Pdu } from '../protocol/pdu.js';
-import { PduReader } from '../protocol/reader.js';
+import { PduReader, type DataPduHeader } from '../protocol/reader.js';
 import { readSgl } from '../protocol/sgl.js';
 import { FABRICS_OPCODE, FabricsType, GenericStatus, SglSubtype, StatusCodeType, opcodeName } from '../protocol/constants.js';
 import { handleAdmin } from './admin.js';
@@ -31,7 +31,11 @@ const ADMIN_IN_CAPSULE = 8192;
 /** Connection states. */
 export type TargetConnectionState = 'ic' | 'ready' | 'closed';
 
+/** Thrown from the PDU handler to stop reading a chunk once the connection is closed; never escapes onData. */
+const STOP = new Error('connection closed');
+
 /** One accepted NVMe/TCP connection (one queue). Inspect through NvmeTarget.connections(). */
+
 export class TargetConnection {
   readonly id: number;
   readonly port: TargetPort;
@@ -93,6 +97,7 @@ export class TargetConnection {
       expectIc: true,
       maxDataLength: o.maxh2cdata,
       maxInCapsuleData: Math.max(ADMIN_IN_CAPSULE, o.inCapsuleDataSize),
+      placeData: (h) => this.placeH2CData(h),
     });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -142,23 +147,18 @@ export class TargetConnection {
 
   private onData(chunk: Buffer): void {
     if (this._state === 'closed') return;
-    let pdus: Pdu[];
     try {
-      pdus = this.reader.push(chunk);
+      // Each PDU is handled as the reader completes it, so the placement of the next one sees its effects.
+      this.reader.feed(chunk, this.handlePdu);
     } catch (err) {
-      this.fatal(err as Error);
-      return;
-    }
-    for (const pdu of pdus) {
-      try {
-        this.onPdu(pdu);
-      } catch (err) {
-        this.fatal(err as Error);
-        return;
-      }
-      if (this.isClosed()) return;
+      if (err !== STOP && !this.isClosed()) this.fatal(err as Error);
     }
   }
+
+  private readonly handlePdu = (pdu: Pdu): void => {
+    if (this.isClosed()) throw STOP;
+    this.onPdu(pdu);
+  };
 
   private onPdu(pdu: Pdu): void {
     switch (pdu.type) {
@@ -311,20 +311,34 @@ export class TargetConnection {
     this.send(encodePdu({ type: PduType.R2T, cccid: cmd.cid, ttag: h.ttag, r2to: h.received, r2tl: len }, this.encodeOpts));
   }
 
-  private onH2CData(pdu: H2CDataPdu): void {
-    const cmd = this.r2ts.get(pdu.ttag);
-    if (cmd === undefined) throw new ProtocolError(`H2CData for unknown transfer tag ${pdu.ttag}`, TermReqFes.INVALID_HEADER_FIELD, 10);
-    if (cmd.cid !== pdu.cccid) throw new ProtocolError(`H2CData CCCID ${pdu.cccid} does not match transfer tag ${pdu.ttag} (command ${cmd.cid})`, TermReqFes.INVALID_HEADER_FIELD, 8);
+  /** The command an H2CData PDU's transfer tag names, checked against its CCCID. */
+  private h2cCommand(ttag: number, cccid: number): Cmd {
+    const cmd = this.r2ts.get(ttag);
+    if (cmd === undefined) throw new ProtocolError(`H2CData for unknown transfer tag ${ttag}`, TermReqFes.INVALID_HEADER_FIELD, 10);
+    if (cmd.cid !== cccid) throw new ProtocolError(`H2CData CCCID ${cccid} does not match transfer tag ${ttag} (command ${cmd.cid})`, TermReqFes.INVALID_HEADER_FIELD, 8);
+    return cmd;
+  }
+
+  /**
+   * Direct data placement (called by the reader once an H2CData header is valid, before its payload): the payload
+   * goes straight into the command's data buffer at DATAO.
+   */
+  private placeH2CData(hdr: DataPduHeader): Buffer {
+    const cmd = this.h2cCommand(hdr.ttag, hdr.cccid);
     const h = cmd.h2c!;
-    const len = pdu.data.length;
-    if (pdu.datao !== h.received) {
-      throw new ProtocolError(`H2CData offset ${pdu.datao} for command ${cmd.cid}, expected ${h.received}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
+    if (hdr.datao !== h.received) {
+      throw new ProtocolError(`H2CData offset ${hdr.datao} for command ${cmd.cid}, expected ${h.received}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
     }
-    if (h.received + len > h.r2tEnd) {
-      throw new ProtocolError(`H2CData ${pdu.datao}+${len} for command ${cmd.cid} goes past the R2T end ${h.r2tEnd}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 16);
+    if (h.received + hdr.datal > h.r2tEnd) {
+      throw new ProtocolError(`H2CData ${hdr.datao}+${hdr.datal} for command ${cmd.cid} goes past the R2T end ${h.r2tEnd}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 16);
     }
-    pdu.data.copy(h.buf, h.received);
-    h.received += len;
+    h.received += hdr.datal;
+    return h.buf.subarray(hdr.datao, hdr.datao + hdr.datal);
+  }
+
+  private onH2CData(pdu: H2CDataPdu): void {
+    const cmd = this.h2cCommand(pdu.ttag, pdu.cccid);
+    const h = cmd.h2c!;
     if (pdu.dataDigestError) h.digestError = true;
     if (h.received < h.r2tEnd) {
       if (pdu.last) throw new ProtocolError(`H2CData LAST_PDU for command ${cmd.cid} at ${h.received} of ${h.r2tEnd}`, TermReqFes.PDU_SEQUENCE_ERROR, 0);

@@ -13,6 +13,7 @@ import * as net from 'node:net';
 import { debuglog } from 'node:util';
 import diagnostics from 'node:diagnostics_channel';
 import {
+  AbortedError,
   ConnectionClosedError,
   ConnectionFailedError,
   DigestError,
@@ -23,7 +24,7 @@ import {
   TimeoutError,
 } from '../errors.js';
 import { encodePdu, PduType, TermReqFes, type Pdu, type EncodeOptions } from '../protocol/pdu.js';
-import { PduReader } from '../protocol/reader.js';
+import { PduReader, type DataPduHeader } from '../protocol/reader.js';
 import { setCid } from '../protocol/sqe.js';
 import { writeSgl, inCapsuleSgl, transportSgl } from '../protocol/sgl.js';
 import { decodeCqe, cqeOk, type Cqe } from '../protocol/cqe.js';
@@ -115,9 +116,44 @@ interface Entry {
   error: Error | undefined;
   opts: SubmitOptions | undefined;
   onAbort: (() => void) | undefined;
+  /** performance.now() when sent, when a command:end subscriber was present (else 0). */
+  startedAt: number;
 }
 
 const C2H_SUCCESS_STATUS = 0;
+
+/** CID 0xFFFF is reserved by the spec ("no command" in the Error Information log); never issued. */
+const RESERVED_CID = 0xffff;
+
+/** Thrown from the PDU handler to stop reading a chunk after the queue was torn down; never escapes onData. */
+const CLOSED = new Error('queue closed');
+
+/** How a command ended, in `nvmeof:command:end` messages. */
+export type CommandOutcome = 'success' | 'status' | 'timeout' | 'aborted' | 'error';
+
+/** Message of the `nvmeof:command:start` diagnostics channel: a command was put on the wire. */
+export interface CommandStartMessage {
+  qid: number;
+  cid: number;
+  /** Command name (e.g. 'Read', 'Identify'). */
+  name: string;
+  opcode: number;
+}
+
+/**
+ * Message of the `nvmeof:command:end` diagnostics channel, published once for every command that was put on the
+ * wire, when its promise settles: completion ('success', or 'status' with the NVMe status field), a failure of the
+ * command itself ('error': data digest mismatch), 'timeout', 'aborted' (its AbortSignal), or 'error' when the queue
+ * was torn down under it (`error` is the error the promise rejected with).
+ */
+export interface CommandEndMessage extends CommandStartMessage {
+  outcome: CommandOutcome;
+  /** The 16-bit status field of the CQE (bit 0 phase tag clear), when a completion ended the command. */
+  status: number | undefined;
+  error: Error | undefined;
+  /** Milliseconds from sending to settling, when a subscriber was present at sending. */
+  durationMs: number | undefined;
+}
 
 /** One NVMe/TCP connection carrying one submission/completion queue pair. */
 export class QueuePair {
@@ -161,6 +197,7 @@ export class QueuePair {
   private unsettled = 0;
   private drainWaiters: (() => void)[] = [];
   private readonly closeListeners: ((err: Error | undefined) => void)[] = [];
+  private readonly onPdu: (pdu: Pdu) => void;
 
   private constructor(opts: QueuePairOptions, socket: net.Socket) {
     this.qid = opts.qid;
@@ -177,7 +214,12 @@ export class QueuePair {
     this.freeSlots = [];
     for (let i = opts.depth - 1; i >= 0; i--) this.freeSlots.push(i);
     this.socket = socket;
-    this.reader = new PduReader({ role: 'host', maxDataLength: opts.maxC2HData ?? 4 * 1024 * 1024 });
+    this.reader = new PduReader({
+      role: 'host',
+      maxDataLength: opts.maxC2HData ?? 4 * 1024 * 1024,
+      placeData: (h) => this.placeC2HData(h),
+    });
+    this.onPdu = (pdu) => this.handlePdu(pdu);
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -319,6 +361,7 @@ export class QueuePair {
         error: undefined,
         opts,
         onAbort: undefined,
+        startedAt: 0,
       };
       this.unsettled++;
       if (signal) {
@@ -334,10 +377,14 @@ export class QueuePair {
   /** Assign a CID and put the command on the wire. */
   private dispatch(e: Entry): void {
     const slot = this.freeSlots.pop()!;
-    const gen = (this.gens[slot]! + 1) & ((1 << (16 - this.slotBits)) - 1);
+    const genMask = (1 << (16 - this.slotBits)) - 1;
+    let gen = (this.gens[slot]! + 1) & genMask;
+    // CID 0xFFFF is reserved (the Error Information log's "no command"): skip the generation that would make it.
+    if (((gen << this.slotBits) | slot) === RESERVED_CID) gen = (gen + 1) & genMask;
     this.gens[slot] = gen;
     e.slot = slot;
     e.cid = (gen << this.slotBits) | slot;
+    e.startedAt = chEnd.hasSubscribers ? performance.now() : 0;
     this.slots[slot] = e;
     this.inflight++;
     const { sqe, data } = e.cmd;
@@ -358,7 +405,7 @@ export class QueuePair {
       writeSgl(sqe, transportSgl(0));
     }
     e.sent = true;
-    if (chStart.hasSubscribers) chStart.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, opcode: e.opcode });
+    if (chStart.hasSubscribers) chStart.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, opcode: e.opcode } satisfies CommandStartMessage);
     this.send(encodePdu({ type: PduType.CapsuleCmd, sqe, data: inCapsule }, this.encodeOpts));
   }
 
@@ -383,25 +430,18 @@ export class QueuePair {
 
   private onData(chunk: Buffer): void {
     if (this._state === 'closed') return;
-    let pdus: Pdu[];
     try {
-      pdus = this.reader.push(chunk);
+      // PDUs are handled as the reader completes them, so the placement of the next data PDU sees the effect of
+      // the previous PDU (a completion frees its command: data for it afterwards is a protocol error).
+      this.reader.feed(chunk, this.onPdu);
     } catch (err) {
-      this.fatal(err as Error);
-      return;
-    }
-    for (const pdu of pdus) {
-      try {
-        this.handlePdu(pdu);
-      } catch (err) {
-        this.fatal(err as Error);
-        return;
-      }
-      if (this.state === 'closed') return;
+      if ((this._state as QueuePairState) !== 'closed') this.fatal(err as Error);
     }
   }
 
   private handlePdu(pdu: Pdu): void {
+    // A handler may have torn the queue down (TermReq from the controller): read nothing more from this chunk.
+    if (this._state === 'closed') throw CLOSED;
     switch (pdu.type) {
       case PduType.ICResp:
         if (!this.icResolve || this._state !== 'connecting') throw new ProtocolError(`queue ${this.qid}: unexpected ICResp`, TermReqFes.PDU_SEQUENCE_ERROR);
@@ -415,7 +455,7 @@ export class QueuePair {
         this.onCapsuleResp(pdu.cqe);
         return;
       case PduType.C2HData:
-        this.onC2HData(pdu.cccid, pdu.datao, pdu.data, pdu.last, pdu.success, !!pdu.dataDigestError);
+        this.onC2HData(pdu.cccid, pdu.success, !!pdu.dataDigestError);
         return;
       case PduType.R2T:
         this.onR2T(pdu.cccid, pdu.ttag, pdu.r2to, pdu.r2tl);
@@ -441,24 +481,32 @@ export class QueuePair {
     this.complete(e, cqe);
   }
 
-  private onC2HData(cccid: number, datao: number, data: Buffer, last: boolean, success: boolean, digestError: boolean): void {
-    const e = this.lookup(cccid, 'C2HData', 8);
+  /**
+   * Direct data placement (called by the reader once a C2HData header is valid, before its payload): check the
+   * PDU against its command and return where its payload goes: a view of the command's buffer at DATAO. A command
+   * that has already settled (timed out, aborted) gets nothing: its late data is read and discarded, never written
+   * into a buffer the caller got back.
+   */
+  private placeC2HData(h: DataPduHeader): Buffer | null {
+    const e = this.lookup(h.cccid, 'C2HData', 8);
     const buf = e.readBuf;
-    if (!buf) throw new ProtocolError(`queue ${this.qid}: C2HData for command ${cccid} (${e.cmd.name}) that reads no data`, TermReqFes.PDU_SEQUENCE_ERROR);
+    if (!buf) throw new ProtocolError(`queue ${this.qid}: C2HData for command ${h.cccid} (${e.cmd.name}) that reads no data`, TermReqFes.PDU_SEQUENCE_ERROR);
     const readLength = e.cmd.readLength ?? 0;
-    if (datao !== e.received) {
-      throw new ProtocolError(`queue ${this.qid}: C2HData offset ${datao} for command ${cccid}, expected ${e.received}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
+    if (h.datao !== e.received) {
+      throw new ProtocolError(`queue ${this.qid}: C2HData offset ${h.datao} for command ${h.cccid}, expected ${e.received}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
     }
-    if (datao + data.length > readLength) {
-      throw new ProtocolError(`queue ${this.qid}: C2HData ${datao}+${data.length} exceeds the ${readLength}-byte transfer of command ${cccid}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 16);
+    if (h.datao + h.datal > readLength) {
+      throw new ProtocolError(`queue ${this.qid}: C2HData ${h.datao}+${h.datal} exceeds the ${readLength}-byte transfer of command ${h.cccid}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 16);
     }
-    data.copy(buf, datao);
-    e.received += data.length;
+    e.received += h.datal;
+    if (e.settled) return null;
+    return buf.subarray(h.datao, h.datao + h.datal);
+  }
+
+  private onC2HData(cccid: number, success: boolean, digestError: boolean): void {
+    const e = this.lookup(cccid, 'C2HData', 8);
     if (digestError && !e.error) e.error = new DigestError('data', 0, 0);
-    if (success) {
-      if (!last) throw new ProtocolError(`queue ${this.qid}: C2HData SUCCESS without LAST_PDU`, TermReqFes.INVALID_HEADER_FIELD, 1);
-      this.complete(e, { dw0: 0, dw1: 0, sqhd: 0, sqid: this.qid, cid: cccid, status: C2H_SUCCESS_STATUS });
-    }
+    if (success) this.complete(e, { dw0: 0, dw1: 0, sqhd: 0, sqid: this.qid, cid: cccid, status: C2H_SUCCESS_STATUS });
   }
 
   private onR2T(cccid: number, ttag: number, r2to: number, r2tl: number): void {
@@ -485,26 +533,30 @@ export class QueuePair {
 
   /** The command is finished on the wire: free its slot and settle its promise if not already settled. */
   private complete(e: Entry, cqe: Cqe): void {
+    const readLength = e.cmd.readLength ?? 0;
+    if (e.received < readLength && cqeOk(cqe)) {
+      // NVMe has no short transfers: success with bytes missing is a broken controller (Linux fails it, EPROTO).
+      throw new ProtocolError(
+        `queue ${this.qid}: controller completed ${e.cmd.name} (cid ${e.cid}) successfully after sending ${e.received} of ${readLength} bytes`,
+        TermReqFes.PDU_SEQUENCE_ERROR,
+      );
+    }
     this.slots[e.slot] = undefined;
     this.freeSlots.push(e.slot);
     this.inflight--;
     if (!e.settled) {
       this.settle(e);
-      if (chEnd.hasSubscribers) chEnd.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, status: cqe.status });
       const ok = cqeOk(cqe);
       if (!ok && !e.opts?.allowStatusError) {
-        e.reject(statusError(cqe, { opcode: e.opcode, fctype: e.fctype >= 0 ? e.fctype : undefined, admin: this.qid === 0, command: e.cmd.name, qid: this.qid }));
+        const err = statusError(cqe, { opcode: e.opcode, fctype: e.fctype >= 0 ? e.fctype : undefined, admin: this.qid === 0, command: e.cmd.name, qid: this.qid });
+        if (chEnd.hasSubscribers) this.publishEnd(e, 'status', cqe.status, err);
+        e.reject(err);
       } else if (ok && e.error) {
+        if (chEnd.hasSubscribers) this.publishEnd(e, 'error', cqe.status, e.error);
         e.reject(e.error);
       } else {
-        const readLength = e.cmd.readLength ?? 0;
-        let data: Buffer | undefined;
-        if (e.readBuf) {
-          data = e.readBuf.subarray(0, readLength);
-          // Never hand out uninitialised memory when the controller sent less than asked.
-          if (e.received < readLength) data.fill(0, e.received);
-        }
-        e.resolve({ cqe, data, received: e.received });
+        if (chEnd.hasSubscribers) this.publishEnd(e, ok ? 'success' : 'status', cqe.status, undefined);
+        e.resolve({ cqe, data: e.readBuf?.subarray(0, readLength), received: e.received });
       }
     }
     this.pump();
@@ -548,8 +600,26 @@ export class QueuePair {
   private abortEntry(e: Entry, err: Error): void {
     if (e.settled) return;
     this.settle(e);
+    if (e.sent && chEnd.hasSubscribers) {
+      this.publishEnd(e, err instanceof TimeoutError ? 'timeout' : err instanceof AbortedError ? 'aborted' : 'error', undefined, err);
+    }
     e.reject(err);
     if (!e.sent) this.pump();
+  }
+
+  /** `nvmeof:command:end`: once per command that was put on the wire, when its promise settles. */
+  private publishEnd(e: Entry, outcome: CommandOutcome, status: number | undefined, error: Error | undefined): void {
+    const msg: CommandEndMessage = {
+      qid: this.qid,
+      cid: e.cid,
+      name: e.cmd.name,
+      opcode: e.opcode,
+      outcome,
+      status,
+      error,
+      durationMs: e.startedAt > 0 ? performance.now() - e.startedAt : undefined,
+    };
+    chEnd.publish(msg);
   }
 
   private ensureSweep(): void {
