@@ -102,7 +102,7 @@ export function crc32cJs(data: Uint8Array, crc = 0): number {
 type NativeCrc = (input: Buffer, initialState?: number) => number;
 
 /** Inputs shorter than this go to the pure code: the call into native code costs more than it saves. */
-export const CRC32C_NATIVE_MIN_LENGTH = 256;
+export const CRC32C_NATIVE_MIN_LENGTH = 128;
 
 function loadNative(): NativeCrc | null {
   try {
