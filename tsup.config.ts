@@ -10,6 +10,8 @@ export default defineConfig({
     // The nvmeof executable (package.json "bin"); src/cli/main.ts starts with a #! line, kept by the build, which
     // also marks the output executable.
     'cli/main': 'src/cli/main.ts',
+    // `nvmeof perf --workers N` starts this file in each worker thread.
+    'cli/perf-worker': 'src/cli/perf-worker.ts',
   },
   format: ['esm', 'cjs'],
   // Members marked @internal are implementation details: they stay out of the published declarations.

@@ -466,6 +466,22 @@ describe('cli: perf', () => {
   });
 });
 
+describe('cli: perf --workers', () => {
+  it('runs the workload in worker threads, each with its own controller, and merges their latencies', async () => {
+    const before = target.connections().length;
+    const r = await run(['perf', ...sub(), '--time', '0.5', '--queue-depth', '2', '--nr-io-queues', '1', '--workers', '2', '-o', 'json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j).toMatchObject({ workers: 2, queueDepth: 2, ioQueues: 2 });
+    expect(j.read.ios).toBeGreaterThan(0);
+    expect(j.total.ios).toBe(j.read.ios);
+    await waitFor(() => target.connections().length === before); // every worker closed its controller
+    const bad = await run(['perf', ...sub(), '--workers', '0']);
+    expect(bad.code).toBe(2);
+  });
+});
+
 describe('cli: demo', () => {
   it('walks through every step and exits 0', async () => {
     const r = await run(['demo']);
