@@ -1,148 +1,220 @@
 /**
- * Block I/O benchmark: IOPS, MB/s and latency percentiles for
- *   - 4 KiB random read at queue depth 1 and 32
- *   - 128 KiB sequential read and write
- * against a target given on the command line / environment, or the QEMU kernel nvmet target by default.
+ * `npm run bench`: the library's block I/O speed as ratios against spdk_nvme_perf on the same target in the same run,
+ * and the cost of holding many idle controllers. A thin wrapper: the measuring engine is the CLI's `nvmeof perf`
+ * (run from dist/, so build first), started as its own process and pinned to one core, exactly as a user runs it.
  *
- *   npm run bench                                    # boots the QEMU kernel target
- *   npm run bench -- --host 127.0.0.1 --port 4420 --nqn nqn.2016-06.io.spdk:cnode1 [--nsid 1]
- *   NVMEOF_BENCH_HOST=... NVMEOF_BENCH_PORT=... NVMEOF_BENCH_NQN=... npm run bench
+ *   npm run build && NVMEOF_SPDK_DIR=/path/to/spdk npm run bench
+ *   npm run bench -- --seconds 4 --rounds 2 --only randread --json
  *
- * Options: --seconds N (per workload, default 5), --queues N (default 2), --digest (header+data digests),
- * --json (machine-readable output). This is a measuring tool: it never passes or fails on time.
+ * Target: with NVMEOF_SPDK_DIR, an SPDK nvmf_tgt on core 1 (malloc bdev) and spdk_nvme_perf on core 0 beside
+ * `nvmeof perf` on core 0, workload by workload, best of --rounds; the table prints each ratio (ours / SPDK's).
+ * Without it, the embedded target in a separate process on core 1 (no ratio: there is no yardstick). With
+ * NVMEOF_PYCLIENT_DIR (a checkout of truenas/truenas_pynvmeof_client) the pure-Python client's 4 KiB QD1 read is
+ * measured too. `--scale N` (default 1000, 0 to skip) holds N controllers (admin queue + one I/O queue each,
+ * keep-alive on) against the embedded target in another process and reports RSS and idle CPU.
+ *
+ * A measuring tool: it never passes or fails on time. docs/performance.md records what it printed.
  */
-import { parseArgs } from 'node:util';
-import { randomFillSync } from 'node:crypto';
-import { connect, type Namespace } from '../../src/index.js';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
+import { startSpdkTarget, type SpdkTarget } from '../../src/spdk/index.js';
 
-interface Result {
-  workload: string;
-  ops: number;
-  seconds: number;
+const run = promisify(execFile);
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '../..');
+const cli = join(repo, 'dist/cli/main.js');
+const NQN = 'nqn.2016-06.io.nvmeof:bench';
+
+interface Workload {
+  name: string;
+  rw: 'randread' | 'randwrite' | 'read' | 'write';
+  qd: number;
+  size: number;
+  digest: boolean;
+  /** The issue's goal for ours / spdk_nvme_perf. */
+  goal: number;
+}
+
+const WORKLOADS: Workload[] = [
+  { name: '4 KiB random read QD1', rw: 'randread', qd: 1, size: 4096, digest: false, goal: 0.7 },
+  { name: '4 KiB random read QD32', rw: 'randread', qd: 32, size: 4096, digest: false, goal: 0.6 },
+  { name: '4 KiB random write QD32', rw: 'randwrite', qd: 32, size: 4096, digest: false, goal: 0.6 },
+  { name: '128 KiB sequential read QD8', rw: 'read', qd: 8, size: 131072, digest: false, goal: 0.8 },
+  { name: '128 KiB sequential write QD8', rw: 'write', qd: 8, size: 131072, digest: false, goal: 0.8 },
+  { name: '4 KiB random read QD32, digests', rw: 'randread', qd: 32, size: 4096, digest: true, goal: 0.5 },
+  { name: '128 KiB read QD8, digests', rw: 'read', qd: 8, size: 131072, digest: true, goal: 0.6 },
+];
+
+interface Measure {
   iops: number;
-  mbps: number;
-  p50us: number;
-  p99us: number;
-  p999us: number;
-  maxus: number;
+  mibps: number;
+  avgUs: number;
 }
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return 0;
-  const i = Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length));
-  return sorted[i]!;
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '4' },
+    rounds: { type: 'string', default: '2' },
+    only: { type: 'string' },
+    scale: { type: 'string', default: '1000' },
+    json: { type: 'boolean', default: false },
+  },
+});
+const seconds = Number(values.seconds);
+const rounds = Number(values.rounds);
+const scaleCount = Number(values.scale);
+const log = (s: string) => process.stderr.write(s + '\n');
+
+if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
+
+/** `nvmeof perf` pinned to core 0; its JSON summary. */
+async function ours(port: number, w: Workload): Promise<Measure> {
+  const args = [
+    '-c', '0', process.execPath, cli, 'perf', '-a', '127.0.0.1', '-s', String(port), '-n', NQN,
+    '--rw', w.rw.includes('write') ? 'write' : 'read', '--pattern', w.rw.startsWith('rand') ? 'rand' : 'seq',
+    '--queue-depth', String(w.qd), '--block-size', String(w.size), '--time', String(seconds), '--nr-io-queues', '1',
+    '-o', 'json', ...(w.digest ? ['--hdr-digest', '--data-digest'] : []),
+  ];
+  const { stdout } = await run('taskset', args, { maxBuffer: 1 << 20 });
+  const j = JSON.parse(stdout) as { total: { iops: number; mbPerSec: number; latencyUs: { avg: number } } };
+  return { iops: j.total.iops, mibps: (j.total.mbPerSec * 1e6) / 1048576, avgUs: j.total.latencyUs.avg };
 }
 
-async function run(
-  name: string,
-  ns: Namespace,
-  opts: { depth: number; blockBytes: number; seconds: number; pattern: 'random' | 'sequential'; op: 'read' | 'write' },
-): Promise<Result> {
-  const blocksPerIo = opts.blockBytes / ns.blockSize;
-  // Keep the working set inside the namespace and at most 256 MiB.
-  const span = Number(ns.blocks < 524288n * 1024n ? ns.blocks : 524288n * 1024n);
-  const slots = Math.max(1, Math.floor(Math.min(span, (256 * 1024 * 1024) / ns.blockSize) / blocksPerIo));
-  const payload = Buffer.alloc(opts.blockBytes);
-  randomFillSync(payload);
-  const bufs = Array.from({ length: opts.depth }, () => Buffer.allocUnsafe(opts.blockBytes));
-  const lat: number[] = [];
-  let next = 0;
-  let ops = 0;
-  const deadline = performance.now() + opts.seconds * 1000;
-  const start = performance.now();
-  const worker = async (w: number) => {
-    while (performance.now() < deadline) {
-      const slot = opts.pattern === 'random' ? Math.floor(Math.random() * slots) : next++ % slots;
-      const lba = BigInt(slot * blocksPerIo);
-      const t0 = performance.now();
-      if (opts.op === 'read') await ns.readInto(lba, bufs[w]!);
-      else await ns.write(lba, payload);
-      lat.push(performance.now() - t0);
-      ops++;
-    }
-  };
-  await Promise.all(Array.from({ length: opts.depth }, (_, w) => worker(w)));
-  const seconds = (performance.now() - start) / 1000;
-  const sorted = Float64Array.from(lat).sort();
-  return {
-    workload: name,
-    ops,
-    seconds,
-    iops: ops / seconds,
-    mbps: (ops * opts.blockBytes) / seconds / 1e6,
-    p50us: percentile(sorted, 50) * 1000,
-    p99us: percentile(sorted, 99) * 1000,
-    p999us: percentile(sorted, 99.9) * 1000,
-    maxus: (sorted[sorted.length - 1] ?? 0) * 1000,
-  };
+/** spdk_nvme_perf pinned to core 0; its "Total" line. */
+async function spdkPerf(spdkDir: string, port: number, w: Workload): Promise<Measure> {
+  const bin = join(spdkDir, 'build/bin/spdk_nvme_perf');
+  const args = [
+    '-c', '0x1', '-q', String(w.qd), '-o', String(w.size), '-w', w.rw, '-t', String(seconds),
+    '-r', `trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN}`,
+    '--no-huge', '-s', '1024', ...(w.digest ? ['-H', '-I'] : []),
+  ];
+  const { stdout } = await run(bin, args, { maxBuffer: 1 << 22 });
+  const total = stdout.split('\n').find((l) => /^\s*Total\s*:/.test(l));
+  if (!total) throw new Error(`spdk_nvme_perf printed no Total line:\n${stdout.slice(-2000)}`);
+  const [iops, mibps, avgUs] = total.split(':')[1]!.trim().split(/\s+/).map(Number) as [number, number, number];
+  return { iops, mibps, avgUs };
+}
+
+/** The pure-Python client: 4 KiB random reads at QD1 (it is synchronous) for `seconds`. */
+async function pyclient(dir: string, port: number): Promise<Measure> {
+  const script = `
+import os, random, sys, time
+sys.path.insert(0, os.path.join(${JSON.stringify(dir)}, 'src'))
+from nvmeof_client.client import NVMeoFClient
+c = NVMeoFClient('127.0.0.1', ${JSON.stringify(NQN)}, port=${port})
+c.connect()
+bs = 512
+n = 0
+lat = 0.0
+end = time.time() + ${seconds}
+while time.time() < end:
+    lba = random.randrange(0, 100000) * 8
+    t0 = time.perf_counter()
+    c.read_data(1, lba, 8)
+    lat += time.perf_counter() - t0
+    n += 1
+c.disconnect()
+print(n / ${seconds}, n * 4096 / ${seconds} / 1048576, lat / n * 1e6)
+`;
+  const { stdout } = await run('taskset', ['-c', '0', 'python3', '-c', script], { maxBuffer: 1 << 20 });
+  const [iops, mibps, avgUs] = stdout.trim().split(/\s+/).map(Number) as [number, number, number];
+  return { iops, mibps, avgUs };
+}
+
+/** The embedded target in a process of its own, pinned to core 1. */
+async function embeddedTarget(): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn('taskset', ['-c', '1', process.execPath, '--import', 'tsx', join(here, 'embedded-target.ts')], { stdio: ['ignore', 'pipe', 'inherit'], cwd: repo });
+  const port = await new Promise<number>((res, rej) => {
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const m = /listening (\d+)/.exec(buf);
+      if (m) res(Number(m[1]));
+    });
+    child.once('exit', (code) => rej(new Error(`embedded target exited with ${code}`)));
+  });
+  return { port, child };
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      nqn: { type: 'string' },
-      nsid: { type: 'string' },
-      seconds: { type: 'string' },
-      queues: { type: 'string' },
-      digest: { type: 'boolean' },
-      json: { type: 'boolean' },
-    },
-  });
-  let host = values.host ?? process.env.NVMEOF_BENCH_HOST;
-  let port = Number(values.port ?? process.env.NVMEOF_BENCH_PORT ?? 4420);
-  let nqn = values.nqn ?? process.env.NVMEOF_BENCH_NQN;
-  const nsid = Number(values.nsid ?? process.env.NVMEOF_BENCH_NSID ?? 1);
-  const seconds = Number(values.seconds ?? 5);
-  let stop: (() => Promise<void>) | undefined;
-  if (!host) {
-    const { startKernelTarget } = await import('../kernel/qemu-target.js');
-    process.stderr.write('no target given: booting the QEMU kernel nvmet target...\n');
-    const t = await startKernelTarget();
-    host = t.host;
-    port = t.port;
-    nqn = t.openNqn;
-    stop = () => t.stop();
-  }
-  if (!nqn) throw new Error('--nqn (or NVMEOF_BENCH_NQN) is required with --host');
-  try {
-    const ctrl = await connect({
-      host,
-      port,
-      subnqn: nqn,
-      ioQueues: Number(values.queues ?? 2),
-      queueSize: 64,
-      headerDigest: !!values.digest,
-      dataDigest: !!values.digest,
+  const spdkDir = process.env.NVMEOF_SPDK_DIR;
+  const pyDir = process.env.NVMEOF_PYCLIENT_DIR;
+  let spdk: SpdkTarget | undefined;
+  let embedded: { port: number; child: ChildProcess } | undefined;
+  let port: number;
+  if (spdkDir) {
+    spdk = await startSpdkTarget({ spdkDir, cpuMask: '0x2' });
+    port = 4420 + Math.floor(Math.random() * 1000);
+    await spdk.applyTopology({
+      transports: [{ trtype: 'TCP' }],
+      bdevs: [{ type: 'malloc', name: 'bench0', sizeMiB: 256, blockSize: 512 }],
+      subsystems: [{ nqn: NQN, allowAnyHost: true, namespaces: [{ bdev: 'bench0' }], listeners: [{ traddr: '127.0.0.1', trsvcid: port }] }],
     });
-    try {
-      const ns = await ctrl.namespace(nsid);
-      const results: Result[] = [];
-      // Make sure the region we read has been written once (ramdisks read zeroes fast either way).
-      results.push(await run('128KiB seq write QD8', ns, { depth: 8, blockBytes: 131072, seconds, pattern: 'sequential', op: 'write' }));
-      results.push(await run('128KiB seq read QD8', ns, { depth: 8, blockBytes: 131072, seconds, pattern: 'sequential', op: 'read' }));
-      results.push(await run('4KiB rand read QD1', ns, { depth: 1, blockBytes: 4096, seconds, pattern: 'random', op: 'read' }));
-      results.push(await run('4KiB rand read QD32', ns, { depth: 32, blockBytes: 4096, seconds, pattern: 'random', op: 'read' }));
-      if (values.json) {
-        process.stdout.write(JSON.stringify({ target: { host, port, nqn, nsid }, digests: !!values.digest, results }, null, 2) + '\n');
-      } else {
-        process.stdout.write(`target ${host}:${port} ${nqn} nsid ${nsid} (block ${ns.blockSize} B), digests ${values.digest ? 'on' : 'off'}, ${ctrl.ioQueueCount} I/O queues\n`);
-        const head = ['workload', 'IOPS', 'MB/s', 'p50 us', 'p99 us', 'p99.9 us', 'max us'];
-        const rows = results.map((r) => [r.workload, r.iops.toFixed(0), r.mbps.toFixed(1), r.p50us.toFixed(0), r.p99us.toFixed(0), r.p999us.toFixed(0), r.maxus.toFixed(0)]);
-        const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-        const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-        process.stdout.write(line(head) + '\n' + rows.map(line).join('\n') + '\n');
+    log(`SPDK nvmf_tgt on core 1, listening on 127.0.0.1:${port}`);
+  } else {
+    embedded = await embeddedTarget();
+    port = embedded.port;
+    log(`NVMEOF_SPDK_DIR not set: the embedded target (another process, core 1) on 127.0.0.1:${port}; no spdk_nvme_perf ratio`);
+  }
+  const rows: Record<string, unknown>[] = [];
+  try {
+    for (const w of WORKLOADS) {
+      if (values.only && !w.name.includes(values.only) && !w.rw.includes(values.only)) continue;
+      let best: Measure | undefined;
+      let bestSpdk: Measure | undefined;
+      for (let r = 0; r < rounds; r++) {
+        if (spdkDir) {
+          const s = await spdkPerf(spdkDir, port, w);
+          if (!bestSpdk || s.iops > bestSpdk.iops) bestSpdk = s;
+        }
+        const o = await ours(port, w);
+        if (!best || o.iops > best.iops) best = o;
       }
-    } finally {
-      await ctrl.close();
+      const row: Record<string, unknown> = { workload: w.name, nvmeof: best, spdk_nvme_perf: bestSpdk, ratio: bestSpdk ? best!.iops / bestSpdk.iops : undefined, goal: w.goal };
+      if (pyDir && w.rw === 'randread' && w.qd === 1 && !w.digest) {
+        const p = await pyclient(pyDir, port);
+        row.python = p;
+        row.vsPython = best!.iops / p.iops;
+      }
+      rows.push(row);
+      log(`${w.name}: ${best!.iops.toFixed(0)} IOPS${bestSpdk ? ` vs ${bestSpdk.iops.toFixed(0)} (${(best!.iops / bestSpdk.iops).toFixed(2)}x)` : ''}`);
     }
   } finally {
-    await stop?.();
+    await spdk?.stop();
+    embedded?.child.kill();
   }
+  let scale: unknown;
+  if (scaleCount > 0) {
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', join(here, 'idle-controllers.ts'), '--count', String(scaleCount)], { cwd: repo, maxBuffer: 1 << 20 });
+    scale = JSON.parse(stdout);
+  }
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ seconds, rounds, target: spdkDir ? 'spdk' : 'embedded', rows, scale }, null, 2) + '\n');
+    return;
+  }
+  const f = (m: Measure | undefined, big: boolean) => (m ? (big ? `${(m.mibps / 1024).toFixed(2)} GiB/s` : `${(m.iops / 1000).toFixed(1)}K IOPS`) : '-');
+  const head = ['workload', 'spdk_nvme_perf', 'nvmeof perf', 'ratio', 'goal', 'python client'];
+  const table = rows.map((r) => {
+    const big = String(r.workload).startsWith('128');
+    return [
+      String(r.workload),
+      f(r.spdk_nvme_perf as Measure | undefined, big),
+      f(r.nvmeof as Measure, big),
+      r.ratio === undefined ? '-' : (r.ratio as number).toFixed(2),
+      `>= ${r.goal as number}`,
+      r.python ? `${f(r.python as Measure, false)} (ours ${(r.vsPython as number).toFixed(2)}x)` : '',
+    ];
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...table.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => '| ' + cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ') + ' |';
+  process.stdout.write([line(head), line(widths.map((w) => '-'.repeat(w))), ...table.map(line)].join('\n') + '\n');
+  if (scale) process.stdout.write(`\nidle controllers: ${JSON.stringify(scale)}\n`);
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exitCode = 1;
 });

@@ -122,6 +122,20 @@ interface Entry {
 
 const C2H_SUCCESS_STATUS = 0;
 
+/** How often overdue commands are looked for; a timeout fires within this much of its deadline. */
+const SWEEP_INTERVAL_MS = 100;
+/** Queue pairs with commands that have deadlines, swept by one process-wide timer. */
+const sweepQueues = new Set<QueuePair>();
+let sweepTimer: NodeJS.Timeout | undefined;
+
+function sweepAll(): void {
+  for (const qp of sweepQueues) if (!qp.sweep()) sweepQueues.delete(qp);
+  if (sweepQueues.size === 0 && sweepTimer) {
+    clearInterval(sweepTimer);
+    sweepTimer = undefined;
+  }
+}
+
 /** CID 0xFFFF is reserved by the spec ("no command" in the Error Information log); never issued. */
 const RESERVED_CID = 0xffff;
 
@@ -185,7 +199,8 @@ export class QueuePair {
   private flushScheduled = false;
   private encodeOpts: EncodeOptions = { hdgst: false, ddgst: false };
   private readonly defaultTimeout: number;
-  private sweepTimer: NodeJS.Timeout | undefined;
+  /** In the process-wide sweep set (some command has a deadline). */
+  private sweeping = false;
   private inflight = 0;
   private closeError: Error | undefined;
   private icResolve: ((p: Pdu) => void) | undefined;
@@ -623,12 +638,18 @@ export class QueuePair {
   }
 
   private ensureSweep(): void {
-    if (this.sweepTimer) return;
-    this.sweepTimer = setInterval(() => this.sweep(), 100);
-    this.sweepTimer.unref();
+    if (this.sweeping) return;
+    this.sweeping = true;
+    sweepQueues.add(this);
+    if (!sweepTimer) {
+      // One timer for every queue pair of the process: thousands of idle controllers cost one wake-up per tick.
+      sweepTimer = setInterval(sweepAll, SWEEP_INTERVAL_MS);
+      sweepTimer.unref();
+    }
   }
 
-  private sweep(): void {
+  /** @internal Time out overdue commands; returns whether any command still has a deadline (else it leaves the sweep). */
+  sweep(): boolean {
     const now = Date.now();
     let pending = false;
     for (const e of this.slots) {
@@ -642,10 +663,8 @@ export class QueuePair {
       if (e.deadline <= now) this.abortEntry(e, new TimeoutError(`queue ${this.qid}: ${e.cmd.name} timed out waiting for a free queue slot`));
       else pending = true;
     }
-    if (!pending && this.sweepTimer) {
-      clearInterval(this.sweepTimer);
-      this.sweepTimer = undefined;
-    }
+    if (!pending) this.sweeping = false;
+    return pending;
   }
 
   /** A fatal transport error: tell the controller with an H2CTermReq where the spec calls for one, then tear down. */
@@ -694,9 +713,13 @@ export class QueuePair {
   private finish(err: Error | undefined): void {
     this._state = 'closed';
     this.closeError = err;
-    if (this.sweepTimer) {
-      clearInterval(this.sweepTimer);
-      this.sweepTimer = undefined;
+    if (this.sweeping) {
+      this.sweeping = false;
+      sweepQueues.delete(this);
+      if (sweepQueues.size === 0 && sweepTimer) {
+        clearInterval(sweepTimer);
+        sweepTimer = undefined;
+      }
     }
     const failure = err ?? new ConnectionClosedError(`queue ${this.qid}: closed`);
     for (let i = 0; i < this.slots.length; i++) {
