@@ -47,6 +47,23 @@ export default tseslint.config(
     'src/util.ts': ['protocol', 'transport', 'host', 'multipath', 'cli', 'target', 'spdk', 'nbd', 'serve'],
     'src/errors.ts': ['protocol', 'transport', 'host', 'multipath', 'cli', 'target', 'spdk', 'nbd', 'serve'],
   }),
+  {
+    // The CLI is a user of the library: it imports only the package's public entry points (nvmeof, nvmeof/protocol,
+    // nvmeof/target, nvmeof/transport, nvmeof/spdk), so what it needs is what users get.
+    files: ['src/cli/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [{
+          group: [
+            '../host/*', '../multipath/*', '../errors.js', '../util.js',
+            '../protocol/*', '!../protocol/index.js', '../target/*', '!../target/index.js',
+            '../transport/*', '!../transport/index.js', '../spdk/*', '!../spdk/index.js',
+          ],
+          message: 'src/cli uses only the public entry points (../index.js, ../protocol/index.js, ../target/index.js, ../transport/index.js, ../spdk/index.js).',
+        }],
+      }],
+    },
+  },
 );
 
 /** One no-restricted-imports rule per layer, naming the layers it must not import. */

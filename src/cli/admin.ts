@@ -2,13 +2,9 @@
  * Commands that read controller state: discover, list-subsys, list, id-ctrl, id-ns, ana-log, get-log, get-feature.
  */
 import { Buffer } from 'node:buffer';
-import { UnsupportedError } from '../errors.js';
-import { connect, type Controller } from '../host/controller.js';
-import { discover, type DiscoveryEntry, type DiscoveryResult } from '../host/discovery.js';
-import * as cmds from '../protocol/commands.js';
-import { FeatureId, NSID_ALL, featureName, logPageName } from '../protocol/constants.js';
-import type { IdentifyController, IdentifyNamespace, PowerStateDescriptor } from '../protocol/identify.js';
-import type { AnaLog } from '../protocol/logpages.js';
+import { UnsupportedError, connect, type Controller, discover, type DiscoveryEntry, type DiscoveryResult } from '../index.js';
+import * as cmds from '../protocol/index.js';
+import { FeatureId, NSID_ALL, featureName, logPageName, type IdentifyController, type IdentifyNamespace, type PowerStateDescriptor, type AnaLog } from '../protocol/index.js';
 import {
   DISCOVERY_OPTIONS,
   TARGET_OPTIONS,

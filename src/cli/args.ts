@@ -5,10 +5,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError } from '../errors.js';
-import type { ConnectOptions } from '../host/controller.js';
-import { MAX_QUEUE_DEPTH } from '../transport/queue-pair.js';
-import { DISCOVERY_NQN, formatUuid, uuidHostNqn } from '../protocol/nqn.js';
+import { InvalidArgumentError, type ConnectOptions, MAX_QUEUE_DEPTH } from '../index.js';
+import { DISCOVERY_NQN, formatUuid, uuidHostNqn } from '../protocol/index.js';
 
 /** Bad command line: unknown command or option, missing or invalid value. Exit code 2. */
 export class UsageError extends InvalidArgumentError {

@@ -2,8 +2,7 @@
  * What every CLI command gets: the I/O streams, the output format, the interrupt signal, and the helpers that
  * connect (tagging connection failures for the exit code) and always close what they opened.
  */
-import { ErrorCode } from '../errors.js';
-import { connect, type ConnectOptions, type Controller } from '../host/controller.js';
+import { ErrorCode, connect, type ConnectOptions, type Controller } from '../index.js';
 import type { OptionSpecs, Values } from './args.js';
 import { addressesOf, connectFlags, portOf } from './args.js';
 import { jsonText, type CliWriter } from './output.js';

@@ -3,12 +3,8 @@
  * discovery, identify, write/read with verification, multipath, an ANA change and the event it causes.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { NvmeStatusError } from '../errors.js';
-import { connect, type Controller } from '../host/controller.js';
-import { discover } from '../host/discovery.js';
-import type { AnaChangeEvent } from '../host/events.js';
-import { openMultipath, type MultipathNamespace, type PathStateEvent } from '../multipath/namespace.js';
-import { DISCOVERY_NQN } from '../protocol/nqn.js';
+import { NvmeStatusError, connect, type Controller, discover, type AnaChangeEvent, openMultipath, type MultipathNamespace, type PathStateEvent } from '../index.js';
+import { DISCOVERY_NQN } from '../protocol/index.js';
 import { NvmeTarget } from '../target/index.js';
 import { closeQuietly, type Command, type Ctx } from './context.js';
 import { discoveryEntryJson, discoveryTable } from './admin.js';

@@ -4,7 +4,7 @@
  * the running command (monitor and perf stop and report; a transfer exits 130), a second one exits at once.
  */
 import process from 'node:process';
-import { AbortedError } from '../errors.js';
+import { AbortedError } from '../index.js';
 import { main } from './cli.js';
 
 const interrupt = new AbortController();

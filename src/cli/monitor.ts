@@ -2,10 +2,7 @@
  * monitor: keep connections to a subsystem's paths and/or discovery controllers and print what happens (path state,
  * ANA state, asynchronous events, discovery log changes) until interrupted.
  */
-import { connect, type ConnectOptions, type Controller } from '../host/controller.js';
-import { watchDiscovery, type DiscoveryEntry, type DiscoveryWatcher, type DiscoveryWatchEvent } from '../host/discovery.js';
-import type { ControllerEvent } from '../host/events.js';
-import { Path, pathId, type PathChange } from '../multipath/path.js';
+import { connect, type ConnectOptions, type Controller, watchDiscovery, type DiscoveryEntry, type DiscoveryWatcher, type DiscoveryWatchEvent, type ControllerEvent, Path, pathId, type PathChange } from '../index.js';
 import {
   RECONNECT_OPTIONS,
   TARGET_OPTIONS,

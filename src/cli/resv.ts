@@ -1,10 +1,8 @@
 /**
  * Persistent reservations: resv-register, resv-acquire, resv-release, resv-report (flags as nvme-cli names them).
  */
-import type { Controller } from '../host/controller.js';
-import type { Namespace } from '../host/namespace.js';
-import type { ReservationReport } from '../host/reservations.js';
-import * as resv from '../protocol/reservations.js';
+import { type Controller, type Namespace, type ReservationReport } from '../index.js';
+import * as resv from '../protocol/index.js';
 import { TARGET_OPTIONS, UsageError, namespaceOption, type OptionSpecs, type Values } from './args.js';
 import { withController, type Command, type Ctx } from './context.js';
 import { formatTable, hex } from './output.js';

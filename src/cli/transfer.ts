@@ -5,8 +5,7 @@
 import { Buffer } from 'node:buffer';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { InvalidArgumentError } from '../errors.js';
-import type { Namespace } from '../host/namespace.js';
+import { InvalidArgumentError, type Namespace } from '../index.js';
 import { TARGET_OPTIONS, UsageError, namespaceOption, type OptionSpecs, type Values } from './args.js';
 import { withController, type Command } from './context.js';
 import { Progress, formatBytes, formatMs, hexDump, mbPerSec, writeAll } from './output.js';
