@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCode } from '../src/errors.js';
-import { TargetEnv, sleep } from './helpers/target-env.js';
+import { TargetEnv } from './helpers/target-env.js';
+import { waitFor } from './helpers/wait.js';
 
 const env = new TargetEnv();
 afterEach(() => env.cleanup());
@@ -12,9 +13,8 @@ describe('Controller bring-up failures', () => {
     env.target.inject({ action: 'status', match: { fctype: 0x01, qid: 3 }, status: { sct: 1, sc: 0x82 } });
     const err = await env.connect({ ioQueues: 4 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: ErrorCode.STATUS, sct: 1, sc: 0x82 });
-    const deadline = Date.now() + 5000;
-    while (env.target.connections().length > 0 && Date.now() < deadline) await sleep(20);
-    expect(env.target.connections()).toHaveLength(0);
+    // Every queue the failed bring-up opened is closed again.
+    await waitFor(() => env.target.connections().length === 0, 5000, 'every connection closed');
   });
 
   it('reports a controller that never becomes ready within CAP.TO', async () => {

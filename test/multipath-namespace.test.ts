@@ -258,8 +258,7 @@ describe('no usable path', () => {
     fabric.kill(A);
     fabric.kill(B);
     const io = m.write(5, block(5, 5));
-    await new Promise((r) => setTimeout(r, 100));
-    expect(m.health().waitingIo).toBe(1);
+    await waitFor(() => m.health().waitingIo === 1);
     fabric.address(B).reachable = true;
     await io;
     expect(fabric.read(5n)!.equals(block(5, 5))).toBe(true);
@@ -272,7 +271,7 @@ describe('no usable path', () => {
     fabric.setAna(B, 'change');
     await waitFor(() => m.health().usablePaths === 0);
     const io = m.write(6, block(6, 6));
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(() => m.health().waitingIo === 1);
     fabric.setAna(B, 'optimized');
     await io;
     expect(fabric.read(6n)!.equals(block(6, 6))).toBe(true);
@@ -285,9 +284,16 @@ describe('no usable path', () => {
     fabric.setAna(A, 'inaccessible', false);
     fabric.setAna(B, 'inaccessible', false);
     const io = m.write(6, block(6, 7));
-    await new Promise((r) => setTimeout(r, 120));
+    await waitFor(() => m.health().waitingIo === 1);
+    const reads = () => fabric.live(A).reduce((n, c) => n + c.anaReads, 0);
+    const before = reads();
+    // No event will come: the waiting I/O must make the paths poll the ANA log.
+    await waitFor(() => reads() >= before + 2, 5000, 'two ANA log polls while I/O waits');
+    expect(fabric.read(6n)).toBeUndefined();
     fabric.setAna(A, 'optimized', false);
     await io;
+    expect(fabric.read(6n)!.equals(block(6, 7))).toBe(true);
+    expect(m.health().waitingIo).toBe(0);
   });
 
   it('fails waiting I/O with NoPathError once fastIoFailTimeout expires on every path', async () => {
@@ -339,7 +345,7 @@ describe('no usable path', () => {
     fabric.kill(A);
     fabric.kill(B);
     const io = m.read(0, 1);
-    await new Promise((r) => setTimeout(r, 30));
+    await waitFor(() => m.health().waitingIo === 1);
     await m.close();
     await expect(io).rejects.toBeInstanceOf(NoPathError);
     expect(m.paths.map((p) => p.state)).toEqual(['deleted', 'deleted']);

@@ -7,6 +7,14 @@ import { FakeFabric, HOSTNQN, SUBNQN, statusErr, waitFor } from './helpers/multi
 const A = '10.0.0.1:4420';
 const paths: Path[] = [];
 
+/** A path that gave up stays given up: failed, with no reconnect attempt scheduled or running. */
+async function noLaterAttempt(p: Path, check: () => void): Promise<void> {
+  await new Promise((r) => setImmediate(r));
+  expect(p.state).toBe('failed');
+  expect(p.health().nextReconnectAt).toBeNull();
+  check();
+}
+
 function makePath(fabric: FakeFabric, o: Partial<PathOptions> = {}): Path {
   const p = new Path({ host: '10.0.0.1', port: 4420, subnqn: SUBNQN, hostnqn: HOSTNQN, reconnectDelay: 30, connect: fabric.connect, ...o });
   paths.push(p);
@@ -68,8 +76,7 @@ describe('Path', () => {
     expect(attempts).toBeGreaterThan(3);
     expect(p.health().lastEvent?.type).toBe('ctrl-loss');
     expect(p.mayRecover(1)).toBe(false);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(fabric.connects.length).toBe(attempts);
+    await noLaterAttempt(p, () => expect(fabric.connects.length).toBe(attempts));
     // A manual reconnect starts over.
     fabric.address(A).reachable = true;
     p.reconnect();
@@ -82,8 +89,7 @@ describe('Path', () => {
     await p.start();
     fabric.kill(A, false);
     expect(p.state).toBe('failed');
-    await new Promise((r) => setTimeout(r, 80));
-    expect(fabric.connects).toHaveLength(1);
+    await noLaterAttempt(p, () => expect(fabric.connects).toHaveLength(1));
   });
 
   it('reconnects forever with ctrlLossTimeout -1', async () => {
@@ -141,8 +147,7 @@ describe('Path', () => {
     const p = makePath(fabric);
     await expect(p.start()).rejects.toBeInstanceOf(PathMismatchError);
     expect(p.state).toBe('failed');
-    await new Promise((r) => setTimeout(r, 80));
-    expect(fabric.connects).toHaveLength(1);
+    await noLaterAttempt(p, () => expect(fabric.connects).toHaveLength(1));
     expect(fabric.controllers[0]!.closed).toBe(true);
   });
 

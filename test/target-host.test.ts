@@ -14,6 +14,7 @@ import { QueuePair } from '../src/transport/queue-pair.js';
 import { ErrorCode, NvmeStatusError, type NvmeofError } from '../src/errors.js';
 import type { NvmeTargetOptions, CommandInfo } from '../src/target/index.js';
 import { TargetEnv, SUBNQN, HOSTNQN, HOSTNQN2, sleep } from './helpers/target-env.js';
+import { waitFor } from './helpers/wait.js';
 
 const env = new TargetEnv();
 afterEach(() => env.cleanup());
@@ -290,7 +291,9 @@ describe('target: keep-alive and shutdown', () => {
       if (c.opcode === 0x18 && c.qid === 0) keepAlives++;
     });
     const ctrl = await env.connect({ kato: 400 });
-    await sleep(1000);
+    const t0 = Date.now();
+    // Three keep-alives at KATO/2 take the connection past KATO.
+    await waitFor(() => keepAlives >= 3 && Date.now() - t0 > 400, 5000, 'three keep-alives past KATO');
     expect(ctrl.state).toBe('live');
     expect(env.target.controllers()).toHaveLength(1);
     expect(keepAlives).toBeGreaterThanOrEqual(3);

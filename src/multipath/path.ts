@@ -183,6 +183,8 @@ export interface PathHealth {
   connectedAt: number | null;
   /** Start of the current outage (null while live). */
   lostAt: number | null;
+  /** When the next reconnect attempt is due (null: none scheduled, e.g. live, connecting or given up). */
+  nextReconnectAt: number | null;
 }
 
 const DEFAULT_RECONNECT_DELAY = 2000;
@@ -244,6 +246,7 @@ export class Path {
   private reconnectAttempts = 0;
   private connectedAt: number | undefined;
   private lostAt: number | undefined;
+  private nextReconnectAt: number | undefined;
   private lastEvent: PathEventRecord | undefined;
   private lastCntlid: number | undefined;
   private readonly errors: PathErrorCounts = { total: 0, command: 0, 'path-status': 0, ana: 0, connection: 0, 'keep-alive': 0, timeout: 0, transport: 0 };
@@ -448,6 +451,7 @@ export class Path {
       since: this.since,
       connectedAt: this.connectedAt ?? null,
       lostAt: this.lostAt ?? null,
+      nextReconnectAt: this.nextReconnectAt ?? null,
     };
   }
 
@@ -565,8 +569,10 @@ export class Path {
     if (!this.beginOutage()) return;
     this.transition('reconnecting', reason);
     this.clearReconnectTimer();
+    this.nextReconnectAt = Date.now() + this.reconnectDelay;
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
+      this.nextReconnectAt = undefined;
       if (this._state === 'reconnecting') void this.attempt(false).catch(() => {});
     }, this.reconnectDelay);
   }
@@ -614,6 +620,7 @@ export class Path {
   private clearReconnectTimer(): void {
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = undefined;
+    this.nextReconnectAt = undefined;
   }
 
   private clearTimers(): void {
