@@ -13,7 +13,7 @@
  * @module nvmeof
  */
 export * from './errors.js';
-export { connect, Controller, type ConnectOptions, type ControllerState } from './host/controller.js';
+export { connect, Controller, type ConnectOptions, type ControllerState, type ControllerInfo } from './host/controller.js';
 export { Namespace, type IoOptions, type WriteOptions, type LbaRange, type NamespaceOwner } from './host/namespace.js';
 export { resolveHostIdentity, type HostIdentity, type HostIdentityOptions } from './host/identity.js';
 export type { ReservationAcquireParams, ReservationCommandOptions, ReservationNamespace, ReservationNotification, ReservationNotificationName, ReservationRegisterParams, ReservationRegistrant, ReservationReleaseParams, ReservationReport, ReservationReportParams, ReservationType } from './host/reservations.js';
@@ -24,6 +24,7 @@ export type { BoundedEventIterator } from './host/event-channel.js';
 export {
   type ControllerEvent,
   type ControllerEventType,
+  type ControllerEventMap,
   type ControllerEventBase,
   type ControllerEventIterator,
   type EventIteratorOptions,

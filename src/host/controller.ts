@@ -36,16 +36,9 @@ import { anaStateFromPathStatus, type AnaStateName } from '../protocol/ana.js';
 import { AsyncEventEngine, type AsyncEventStatus } from './aer.js';
 import {
   EventHub,
-  type AnaChangeEvent,
   type ControllerEvent,
-  type DiscoveryChangeEvent,
-  type ErrorStatusEvent,
-  type FirmwareActivationEvent,
-  type NamespaceChangedEvent,
-  type OtherEvent,
-  type OverflowEvent,
-  type ReservationEvent,
-  type SmartEvent,
+  type ControllerEventMap,
+  CONTROLLER_EVENT_TYPES,
   type ControllerEventIterator,
   type ControllerEventType,
   type EventIteratorOptions,
@@ -126,6 +119,33 @@ const DEFAULT_MAX_TRANSFER = 1024 * 1024;
 /** Lifecycle of a controller. */
 export type ControllerState = 'connecting' | 'live' | 'closing' | 'closed';
 
+/** The transitions a controller may make; every state change goes through `transition()`, which holds to this. */
+const TRANSITIONS: Readonly<Record<ControllerState, readonly ControllerState[]>> = {
+  connecting: ['live', 'closed'],
+  live: ['closing', 'closed'],
+  closing: ['closed'],
+  closed: [],
+};
+
+/**
+ * What a controller learned at bring-up: its identity and limits. Built while it connects and frozen when it goes
+ * live; never changes after.
+ */
+export interface ControllerInfo {
+  /** Controller ID returned by the admin Connect. */
+  readonly cntlid: number;
+  /** Decoded CAP property. */
+  readonly cap: Cap;
+  /** Decoded VS property. */
+  readonly version: { readonly major: number; readonly minor: number; readonly tertiary: number };
+  /** Parsed Identify Controller data. */
+  readonly identity: IdentifyController;
+  /** Largest data transfer per command in bytes: the smaller of `maxTransferSize` and the controller's MDTS. */
+  readonly maxTransferBytes: number;
+  /** Commands in flight per I/O queue (the depth each queue was created with; 0 without I/O queues). */
+  readonly ioQueueDepth: number;
+}
+
 /** Called once when the controller closes (`err` undefined) or fails. @inline */
 type CloseListener = (err: Error | undefined) => void;
 
@@ -136,18 +156,10 @@ export class Controller {
   readonly subnqn: string;
   readonly hostnqn: string;
   readonly hostid: string;
-  /** Controller ID returned by the admin Connect. */
-  cntlid = 0;
-  /** Decoded CAP property. */
-  cap!: Cap;
-  /** Decoded VS property. */
-  version!: { major: number; minor: number; tertiary: number };
-  /** Parsed Identify Controller data. */
-  identity!: IdentifyController;
   /** Keep Alive Timeout in ms as negotiated (0 = disabled). */
   readonly kato: number;
-  /** Largest data transfer per command in bytes: the smaller of `maxTransferSize` and the controller's MDTS. */
-  maxTransferBytes: number = DEFAULT_MAX_TRANSFER;
+  /** Identity and limits, filled in during bring-up and frozen when the controller goes live. */
+  private _info: { -readonly [K in keyof ControllerInfo]?: ControllerInfo[K] } = {};
 
   private readonly opts: ConnectOptions;
   private admin!: QueuePair;
@@ -195,6 +207,49 @@ export class Controller {
     return this._state;
   }
 
+  /** The only place the state changes: refuses a transition the lifecycle does not have. */
+  private transition(to: ControllerState, why?: string): void {
+    const from = this._state;
+    if (!TRANSITIONS[from].includes(to)) throw new InvalidStateError(`controller ${this.subnqn}: invalid transition ${from} -> ${to}`);
+    this._state = to;
+    debug('controller %d of %s: %s -> %s%s', this.cntlid, this.subnqn, from, to, why ? ` (${why})` : '');
+  }
+
+  /** Identity and limits learned at bring-up (a frozen record once the controller is live). */
+  get info(): ControllerInfo {
+    return this._info as ControllerInfo;
+  }
+
+  /** Controller ID returned by the admin Connect (0 until then). */
+  get cntlid(): number {
+    return this._info.cntlid ?? 0;
+  }
+
+  /** Decoded CAP property. */
+  get cap(): Cap {
+    return this._info.cap!;
+  }
+
+  /** Decoded VS property. */
+  get version(): ControllerInfo['version'] {
+    return this._info.version!;
+  }
+
+  /** Parsed Identify Controller data. */
+  get identity(): IdentifyController {
+    return this._info.identity!;
+  }
+
+  /** Largest data transfer per command in bytes: the smaller of `maxTransferSize` and the controller's MDTS. */
+  get maxTransferBytes(): number {
+    return this._info.maxTransferBytes ?? DEFAULT_MAX_TRANSFER;
+  }
+
+  /** Commands in flight per I/O queue (the depth each queue was created with). */
+  get ioQueueDepth(): number {
+    return this._info.ioQueueDepth ?? 0;
+  }
+
   /** Optional NVM commands supported (Identify Controller ONCS), used to refuse unsupported commands before sending. */
   get oncs(): OncsFlags | undefined {
     return this.identity?.decoded.oncs;
@@ -209,9 +264,6 @@ export class Controller {
   get ioQueueCount(): number {
     return this.ioqs.length;
   }
-
-  /** Commands in flight per I/O queue (the depth each queue was created with). */
-  ioQueueDepth = 0;
 
   /** Round-trip time in ms of the last successful Keep Alive (undefined until one completes, or with kato 0). */
   keepAliveRtt: number | undefined;
@@ -262,17 +314,19 @@ export class Controller {
     this.admin = await QueuePair.open(this.qpOptions(0, adminDepth));
     this.admin.onClose((err) => this.onQueueClosed(0, err));
     // The admin SQ holds one more entry than we keep in flight.
-    this.cntlid = await this.connectQueue(this.admin, 0, adminDepth + 1, 0xffff);
+    const info = this._info;
+    info.cntlid = await this.connectQueue(this.admin, 0, adminDepth + 1, 0xffff);
     debug('admin queue connected, cntlid %d', this.cntlid);
 
-    this.cap = decodeCap(await this.propertyGet(Property.CAP, 8));
-    this.version = decodeVs(Number(await this.propertyGet(Property.VS, 4)));
+    info.cap = Object.freeze(decodeCap(await this.propertyGet(Property.CAP, 8)));
+    info.version = Object.freeze(decodeVs(Number(await this.propertyGet(Property.VS, 4))));
     await this.enable();
 
-    this.identity = parseIdentifyController((await this.adminCommand(cmds.identifyController())).data!);
-    const mdts = mdtsBytes(this.identity.mdts, this.cap.mpsmin);
+    info.identity = parseIdentifyController((await this.adminCommand(cmds.identifyController())).data!);
+    const mdts = mdtsBytes(info.identity.mdts, info.cap.mpsmin);
     const cap = this.opts.maxTransferSize ?? DEFAULT_MAX_TRANSFER;
-    this.maxTransferBytes = mdts === null ? cap : Math.min(cap, mdts);
+    info.maxTransferBytes = mdts === null ? cap : Math.min(cap, mdts);
+    info.ioQueueDepth = 0;
 
     const wanted = this.opts.ioQueues ?? Math.min(4, availableParallelism());
     if (wanted > 0) {
@@ -280,7 +334,7 @@ export class Controller {
       const granted = Math.min((res.cqe.dw0 & 0xffff) + 1, (res.cqe.dw0 >>> 16) + 1);
       const count = Math.min(wanted, granted);
       const depth = Math.max(1, Math.min(this.opts.queueSize ?? 128, this.cap.mqes));
-      this.ioQueueDepth = depth;
+      info.ioQueueDepth = depth;
       const inCapsule = Math.max(0, this.identity.ioccsz * 16 - 64);
       const results = await Promise.allSettled(
         Array.from({ length: count }, async (_, i) => {
@@ -322,7 +376,8 @@ export class Controller {
       if (!discovery && this.identity.decoded.oaes.namespaceAttribute) await this.aen.loadNamespaces();
       aers = Math.min(this.identity.aerl + 1, MAX_AERS, Math.max(0, adminDepth - 1));
     }
-    this._state = 'live';
+    this._info = Object.freeze(info);
+    this.transition('live');
     this.startKeepAlive();
     this.aen?.start(aers);
   }
@@ -368,18 +423,12 @@ export class Controller {
    * Subscribe to asynchronous events of one type, or '*' for all. The listener runs synchronously when the event is
    * delivered. Returns a function that unsubscribes.
    */
-  on(type: 'ana-change', listener: (ev: AnaChangeEvent) => void): () => void;
-  on(type: 'namespace-changed', listener: (ev: NamespaceChangedEvent) => void): () => void;
-  on(type: 'discovery-change', listener: (ev: DiscoveryChangeEvent) => void): () => void;
-  on(type: 'error', listener: (ev: ErrorStatusEvent) => void): () => void;
-  on(type: 'smart', listener: (ev: SmartEvent) => void): () => void;
-  on(type: 'firmware-activation', listener: (ev: FirmwareActivationEvent) => void): () => void;
-  on(type: 'reservation', listener: (ev: ReservationEvent) => void): () => void;
-  on(type: 'overflow', listener: (ev: OverflowEvent) => void): () => void;
-  on(type: 'other', listener: (ev: OtherEvent) => void): () => void;
-  on(type: ControllerEventType | '*', listener: (ev: ControllerEvent) => void): () => void;
-  on(type: ControllerEventType | '*', listener: (ev: never) => void): () => void {
-    return this.hub.on(type, listener as (ev: ControllerEvent) => void);
+  on<K extends keyof ControllerEventMap>(type: K, listener: (ev: ControllerEventMap[K]) => void): () => void {
+    if (type !== '*' && !CONTROLLER_EVENT_TYPES.has(type)) {
+      throw new InvalidArgumentError(`on: unknown event type ${JSON.stringify(type)} (one of ${[...CONTROLLER_EVENT_TYPES].join(', ')} or '*')`);
+    }
+    if (typeof listener !== 'function') throw new InvalidArgumentError(`on: listener must be a function, got ${typeof listener}`);
+    return this.hub.on(type as ControllerEventType | '*', listener as (ev: ControllerEvent) => void);
   }
 
   /**
@@ -631,7 +680,7 @@ export class Controller {
       await new Promise<void>((r) => this.onClose(() => r()));
       return;
     }
-    this._state = 'closing';
+    this.transition('closing');
     this.stopKeepAlive();
     this.aen?.stop();
     let failure: Error | undefined;
@@ -707,7 +756,7 @@ export class Controller {
 
   private finish(err: Error | undefined): void {
     if (this._state === 'closed') return;
-    this._state = 'closed';
+    this.transition('closed', err?.message);
     this.failure = err;
     this.aen?.stop();
     this.lifetime.abort();

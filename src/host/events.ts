@@ -116,6 +116,22 @@ export type ControllerEvent =
 /** The `type` of a controller event. */
 export type ControllerEventType = ControllerEvent['type'];
 
+/** Every controller event type, for checking what callers pass to `on()`. */
+export const CONTROLLER_EVENT_TYPES: ReadonlySet<string> = new Set<ControllerEventType>([
+  'ana-change',
+  'namespace-changed',
+  'discovery-change',
+  'error',
+  'smart',
+  'firmware-activation',
+  'reservation',
+  'overflow',
+  'other',
+]);
+
+/** Each event type with its event, plus '*' for every event: what `Controller.on(type, listener)` hands a listener. */
+export type ControllerEventMap = { [K in ControllerEventType]: Extract<ControllerEvent, { type: K }> } & { '*': ControllerEvent };
+
 /** `Omit` applied to each member of a union (so that the result is still a discriminated union). */
 export type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 
