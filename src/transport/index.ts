@@ -13,4 +13,7 @@ export {
   type QueuePairState,
   type SubmitOptions,
   type Completion,
+  type CommandOutcome,
+  type CommandStartMessage,
+  type CommandEndMessage,
 } from './queue-pair.js';
