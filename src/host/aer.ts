@@ -10,7 +10,7 @@ import { debuglog } from 'node:util';
 import { NvmeStatusError } from '../errors.js';
 import * as cmds from '../protocol/commands.js';
 import type { NvmeCommand } from '../protocol/commands.js';
-import { FeatureId, GenericStatus, LogPageId, NSID_ALL, StatusCodeType } from '../protocol/constants.js';
+import { AdminOpcode, FeatureId, GenericStatus, LogPageId, NSID_ALL, StatusCodeType } from '../protocol/constants.js';
 import { cqeOk } from '../protocol/cqe.js';
 import type { IdentifyController } from '../protocol/identify.js';
 import {
@@ -23,7 +23,7 @@ import {
   parseSmartLog,
 } from '../protocol/logpages.js';
 import { statusError } from '../protocol/status.js';
-import { AsyncEventType, NoticeEvent, asyncEventConfigFor, decodeAsyncEvent, type AsyncEventInfo } from '../protocol/async-events.js';
+import { AER_NO_LOG_PAGE, AsyncEventType, NoticeEvent, asyncEventConfigFor, decodeAsyncEvent, type AsyncEventInfo } from '../protocol/async-events.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import { readReservationNotifications } from './reservations.js';
 import type { ControllerEventInit } from './events.js';
@@ -154,7 +154,7 @@ export class AsyncEventEngine {
   private onCompletion(c: Completion): void {
     if (this.stopped) return;
     if (!cqeOk(c.cqe)) {
-      const err = statusError(c.cqe, { opcode: 0x0c, admin: true, command: 'Asynchronous Event Request', qid: 0 });
+      const err = statusError(c.cqe, { opcode: AdminOpcode.AsyncEventRequest, admin: true, command: 'Asynchronous Event Request', qid: 0 });
       this.failed++;
       this.lastError = err;
       // Limit Exceeded, aborts and every other error: do not replace it, or a refusing controller would loop.
@@ -215,7 +215,7 @@ export class AsyncEventEngine {
         }
         break;
     }
-    if (ev.lid !== 0) await this.readQuietly(ev.lid, 512);
+    if (ev.lid !== AER_NO_LOG_PAGE) await this.readQuietly(ev.lid, 512);
     h.emit({ type: 'other', aenType: ev.type, info: ev.info, lid: ev.lid, name: ev.name });
   }
 

@@ -14,7 +14,7 @@ import { ANA_GROUP_DESC_SIZE, ANA_LOG_HEADER_SIZE, parseAnaLog, type AnaLog } fr
 import { anaStateFromPathStatus, anaStateName, type AnaStateName } from '../protocol/ana.js';
 
 export { anaStateUsable, anaStateFromPathStatus, type AnaStateName } from '../protocol/ana.js';
-import { ProtocolError } from '../errors.js';
+import { protocolError } from '../protocol/pdu.js';
 
 const debug = debuglog('nvmeof');
 
@@ -92,7 +92,7 @@ export async function readAnaLog(
   for (let guard = 0; guard < 64; guard++) {
     const need = anaLogBytesNeeded(buf, rgo);
     if (need <= buf.length) break;
-    if (need > ANA_LOG_MAX) throw new ProtocolError(`ANA log needs ${need} bytes, more than the ${ANA_LOG_MAX}-byte bound`, 0, 0);
+    if (need > ANA_LOG_MAX) throw protocolError.malformed(`ANA log needs ${need} bytes, more than the ${ANA_LOG_MAX}-byte bound`);
     const length = roundUp4(Math.min(need - buf.length, chunk));
     const more = await read({ lid: LogPageId.Ana, length, offset: buf.length, lsp, nsid: NSID_ALL, rae: false });
     buf = Buffer.concat([buf, more]);

@@ -8,7 +8,7 @@
  */
 import { isIP } from 'node:net';
 import { debuglog } from 'node:util';
-import { ControllerError, InvalidArgumentError, InvalidStateError, ProtocolError } from '../errors.js';
+import { ControllerError, InvalidArgumentError, InvalidStateError } from '../errors.js';
 import { LogPageId } from '../protocol/constants.js';
 import {
   AddressFamily,
@@ -24,6 +24,7 @@ import { abortError } from '../util.js';
 import { connect, type ConnectOptions, type Controller } from './controller.js';
 import { EventChannel, type BoundedEventIterator } from './event-channel.js';
 import type { DistributiveOmit } from './events.js';
+import { protocolError } from '../protocol/pdu.js';
 
 const debug = debuglog('nvmeof');
 
@@ -148,7 +149,7 @@ export async function readDiscoveryLog(ctrl: Controller, opts: ReadDiscoveryLogO
   for (let attempt = 0; attempt <= maxRetries; attempt++) {
     const first = parseDiscoveryLogHeader(await read(DISCOVERY_LOG_HEADER_SIZE, true));
     if (first.numrec > BigInt(MAX_RECORDS)) {
-      throw new ProtocolError(`discovery log of ${ctrl.host}:${ctrl.port} claims ${first.numrec} records (at most ${MAX_RECORDS} are read)`, 0, 0);
+      throw protocolError.malformed(`discovery log of ${ctrl.host}:${ctrl.port} claims ${first.numrec} records (at most ${MAX_RECORDS} are read)`);
     }
     let entries: DiscoveryLogEntry[] = [];
     let consistent = true;
@@ -311,7 +312,7 @@ export async function discover(opts: DiscoverOptions): Promise<DiscoveryResult> 
       const refPort = Number(e.trsvcid);
       const refNqn = e.subnqn || DISCOVERY_NQN;
       if (!Number.isInteger(refPort) || refPort < 1 || refPort > 65535 || e.traddr.length === 0) {
-        result.errors.push({ traddr: e.traddr, trsvcid: e.trsvcid, subnqn: refNqn, depth: at.depth + 1, error: new ProtocolError(`referral has an unusable address ${e.traddr}:${e.trsvcid}`, 0, 0) });
+        result.errors.push({ traddr: e.traddr, trsvcid: e.trsvcid, subnqn: refNqn, depth: at.depth + 1, error: protocolError.malformed(`referral has an unusable address ${e.traddr}:${e.trsvcid}`) });
         continue;
       }
       const ckey = controllerKey(e.trtype, e.adrfam, e.traddr, String(refPort), refNqn);

@@ -7,7 +7,7 @@
  */
 import { Buffer, constants as bufferConstants } from 'node:buffer';
 import { ControllerError, InvalidArgumentError, NvmeStatusError, UnsupportedError } from '../errors.js';
-import { PathStatus, StatusCodeType } from '../protocol/constants.js';
+import { MediaStatus, PathStatus, StatusCodeType } from '../protocol/constants.js';
 import type { AnaStateName } from './ana.js';
 import * as cmds from '../protocol/commands.js';
 import type { IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';
@@ -237,7 +237,7 @@ export class Namespace {
       );
       return true;
     } catch (err) {
-      if (err instanceof NvmeStatusError && err.sct === 2 && err.sc === 0x85) return false;
+      if (err instanceof NvmeStatusError && err.sct === StatusCodeType.MediaAndDataIntegrity && err.sc === MediaStatus.CompareFailure) return false;
       throw err;
     }
   }

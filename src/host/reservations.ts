@@ -14,7 +14,7 @@ import type { Buffer } from 'node:buffer';
 import { debuglog } from 'node:util';
 import { InvalidArgumentError, NvmeStatusError, UnsupportedError } from '../errors.js';
 import type { NvmeCommand } from '../protocol/commands.js';
-import { LogPageId } from '../protocol/constants.js';
+import { GenericStatus, LogPageId, StatusCodeType } from '../protocol/constants.js';
 import type { IdentifyNamespace, OncsFlags } from '../protocol/identify.js';
 import { parseReservationNotificationLog, RESERVATION_NOTIFICATION_LOG_SIZE, type ReservationNotificationLog } from '../protocol/logpages.js';
 import * as resv from '../protocol/reservations.js';
@@ -285,10 +285,9 @@ export async function reservationRelease(ns: ReservationNamespace, p: Reservatio
 }
 
 /** Generic status 18h, Host Identifier Inconsistent Format. */
-const HOST_ID_INCONSISTENT = 0x18;
 
 function isHostIdInconsistent(err: unknown): boolean {
-  return err instanceof NvmeStatusError && err.sct === 0 && err.sc === HOST_ID_INCONSISTENT;
+  return err instanceof NvmeStatusError && err.sct === StatusCodeType.Generic && err.sc === GenericStatus.HostIdentifierInconsistent;
 }
 
 async function readStatus(ns: ReservationNamespace, extended: boolean, opts?: ReservationCommandOptions): Promise<resv.ReservationStatus> {

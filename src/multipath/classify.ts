@@ -7,6 +7,7 @@
  */
 import { anaStateFromPathStatus } from '../protocol/ana.js';
 import { ErrorCode, NvmeofError, NvmeStatusError } from '../errors.js';
+import { GenericStatus, StatusCodeType } from '../protocol/constants.js';
 
 /** Why an I/O error counts as a path error. */
 export type PathErrorKind =
@@ -35,21 +36,18 @@ export interface IoErrorClass {
   resetPath: boolean;
 }
 
-const SCT_GENERIC = 0;
-const SCT_PATH = 3;
-const SC_TRANSIENT_TRANSPORT = 0x22;
 const COMMAND: IoErrorClass = { retry: false, kind: 'command', resetPath: false };
 
 /** Classify an error from a command sent on one path. */
 export function classifyIoError(err: unknown): IoErrorClass {
   if (err instanceof NvmeStatusError) {
     if (err.dnr) return COMMAND;
-    if (err.sct === SCT_PATH) {
+    if (err.sct === StatusCodeType.PathRelated) {
       const anaState = anaStateFromPathStatus(err.sc);
       if (anaState) return { retry: true, kind: 'ana', anaState, resetPath: false };
       return { retry: true, kind: 'path-status', resetPath: false };
     }
-    if (err.sct === SCT_GENERIC && err.sc === SC_TRANSIENT_TRANSPORT) return { retry: true, kind: 'transport', resetPath: false };
+    if (err.sct === StatusCodeType.Generic && err.sc === GenericStatus.TransientTransportError) return { retry: true, kind: 'transport', resetPath: false };
     return COMMAND;
   }
   if (!(err instanceof NvmeofError)) return COMMAND;

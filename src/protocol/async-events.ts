@@ -70,6 +70,9 @@ const IO_INFO_NAMES: Record<number, string> = {
   2: 'Sanitize Operation Completed With Unexpected Deallocation',
 };
 
+/** The LID of an asynchronous event completion that names no log page to read. */
+export const AER_NO_LOG_PAGE = 0;
+
 /** An AER completion's DW0 decoded. */
 export interface AsyncEventInfo {
   /** Asynchronous Event Type (bits 2:0). */

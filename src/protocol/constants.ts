@@ -218,9 +218,11 @@ export const GenericStatus = {
   SglDataLengthInvalid: 0x0f,
   SglDescriptorTypeInvalid: 0x11,
   SglOffsetInvalid: 0x16,
+  HostIdentifierInconsistent: 0x18,
   KeepAliveTimerExpired: 0x19,
   KeepAliveTimeoutInvalid: 0x1a,
   PreemptAndAbort: 0x1b,
+  NamespaceWriteProtected: 0x20,
   CommandInterrupted: 0x21,
   TransientTransportError: 0x22,
   LbaOutOfRange: 0x80,
@@ -228,6 +230,16 @@ export const GenericStatus = {
   NamespaceNotReady: 0x82,
   ReservationConflict: 0x83,
   FormatInProgress: 0x84,
+} as const;
+
+/** Command Specific status values (SCT 1) of admin commands that the library and the embedded target use by name. */
+export const AdminCommandStatus = {
+  /** Asynchronous Event Request: more outstanding than AERL + 1. */
+  AsyncEventRequestLimitExceeded: 0x05,
+  /** Get Log Page: the log page is not supported. */
+  InvalidLogPage: 0x09,
+  /** Set Features with SV: the feature cannot be saved. */
+  FeatureIdentifierNotSaveable: 0x0d,
 } as const;
 
 /** Command Specific status values (SCT 1) for Fabrics commands. */

@@ -10,6 +10,7 @@
 import { Buffer } from 'node:buffer';
 import { InvalidArgumentError } from '../errors.js';
 import { crc32c } from './crc32c.js';
+import { ProtocolError } from '../errors.js';
 
 /** PDU-Type values (byte 0 of the common header). */
 export const PduType = {
@@ -38,6 +39,44 @@ export const TermReqFes = {
   DATA_TRANSFER_LIMIT_EXCEEDED: 5,
   UNSUPPORTED_PARAMETER: 6,
 } as const;
+
+/**
+ * Byte offsets of PDU header fields: the FEI of a TermReq whose FES is Invalid PDU Header Field (1) or Unsupported
+ * Parameter (6). For the other FES values the spec reserves FEI (0).
+ */
+export const PduField = {
+  TYPE: 0,
+  FLAGS: 1,
+  HLEN: 2,
+  PDO: 3,
+  PLEN: 4,
+  /** IC PDUs: PFV, HPDA/CPDA, DGST, MAXR2T/MAXH2CDATA. */
+  IC_PFV: 8,
+  IC_PDA: 10,
+  IC_DGST: 11,
+  IC_MAXDATA: 12,
+  /** Data PDUs and R2T. */
+  CCCID: 8,
+  TTAG: 10,
+  DATAO: 12,
+  DATAL: 16,
+  /** CapsuleResp: the CQE starts at 8; its CID at CQE byte 12. */
+  CQE_CID: 8 + 12,
+} as const;
+
+/**
+ * The transport's fatal errors, each with the FES the spec gives it and the FEI that FES carries (a field offset for
+ * FES 1 and 6, reserved 0 for the rest), so no caller pairs them by hand. `malformed` is a bad data structure
+ * (log page, Identify data) that is not a transport error: FES 0, no TermReq.
+ */
+export const protocolError = {
+  invalidField: (message: string, fei: number): ProtocolError => new ProtocolError(message, TermReqFes.INVALID_HEADER_FIELD, fei),
+  sequence: (message: string): ProtocolError => new ProtocolError(message, TermReqFes.PDU_SEQUENCE_ERROR, 0),
+  outOfRange: (message: string): ProtocolError => new ProtocolError(message, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 0),
+  limitExceeded: (message: string): ProtocolError => new ProtocolError(message, TermReqFes.DATA_TRANSFER_LIMIT_EXCEEDED, 0),
+  unsupported: (message: string, fei: number): ProtocolError => new ProtocolError(message, TermReqFes.UNSUPPORTED_PARAMETER, fei),
+  malformed: (message: string): ProtocolError => new ProtocolError(message, 0, 0),
+};
 
 /** ICReq/ICResp DGST field bits (byte 11). */
 export const DigestOption = { HDGST_ENABLE: 0x01, DDGST_ENABLE: 0x02 } as const;

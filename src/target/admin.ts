@@ -12,6 +12,7 @@ import {
   LogPageId,
   NSID_ALL,
   StatusCodeType,
+  AdminCommandStatus,
 } from '../protocol/constants.js';
 import {
   ControllerType,
@@ -30,8 +31,8 @@ import { RESCAP } from './reservations.js';
 const Sct = StatusCodeType;
 const invalidField = (): CommandResult => fail(Sct.Generic, GenericStatus.InvalidField);
 const invalidNs = (): CommandResult => fail(Sct.Generic, GenericStatus.InvalidNamespaceOrFormat);
-const invalidLogPage = (): CommandResult => fail(Sct.CommandSpecific, 0x09);
-const notSaveable = (): CommandResult => fail(Sct.CommandSpecific, 0x0d);
+const invalidLogPage = (): CommandResult => fail(Sct.CommandSpecific, AdminCommandStatus.InvalidLogPage);
+const notSaveable = (): CommandResult => fail(Sct.CommandSpecific, AdminCommandStatus.FeatureIdentifierNotSaveable);
 
 /** Controller-to-host data of exactly the command's transfer length (zero padded or cut). */
 function dataFor(cmd: Cmd, src: Buffer): CommandResult {

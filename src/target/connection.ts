@@ -9,10 +9,10 @@
 import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import { ProtocolError } from '../errors.js';
-import { encodePdu, PduFlag, PduType, TermReqFes, type CapsuleCmdPdu, type EncodeOptions, type H2CDataPdu, type Pdu } from '../protocol/pdu.js';
+import { encodePdu, PduField, PduFlag, PduType, TermReqFes, protocolError, type CapsuleCmdPdu, type EncodeOptions, type H2CDataPdu, type Pdu } from '../protocol/pdu.js';
 import { PduReader, type DataPduHeader } from '../protocol/reader.js';
 import { readSgl } from '../protocol/sgl.js';
-import { FABRICS_OPCODE, FabricsType, GenericStatus, SglSubtype, StatusCodeType, opcodeName } from '../protocol/constants.js';
+import { AdminOpcode, FABRICS_OPCODE, FabricsType, GenericStatus, SglSubtype, StatusCodeType, opcodeName } from '../protocol/constants.js';
 import { handleAdmin } from './admin.js';
 import { DEFERRED, fail, type Cmd, type CommandResult, type HandlerResult } from './command.js';
 import type { TargetController } from './controller.js';
@@ -185,7 +185,7 @@ export class TargetConnection {
         this.onH2CData(pdu);
         return;
       default:
-        throw new ProtocolError(`unexpected PDU type 0x${pdu.type.toString(16)}`, TermReqFes.INVALID_HEADER_FIELD, 0);
+        throw protocolError.invalidField(`unexpected PDU type 0x${pdu.type.toString(16)}`, PduField.TYPE);
     }
   }
 
@@ -299,7 +299,7 @@ export class TargetConnection {
       this.nextTtag = (this.nextTtag + 1) & 0xffff;
       if (!this.r2ts.has(t)) return t;
     }
-    throw new ProtocolError('no free transfer tag', TermReqFes.DATA_TRANSFER_LIMIT_EXCEEDED, 0);
+    throw protocolError.limitExceeded('no free transfer tag');
   }
 
   private sendR2T(cmd: Cmd): void {
@@ -314,8 +314,8 @@ export class TargetConnection {
   /** The command an H2CData PDU's transfer tag names, checked against its CCCID. */
   private h2cCommand(ttag: number, cccid: number): Cmd {
     const cmd = this.r2ts.get(ttag);
-    if (cmd === undefined) throw new ProtocolError(`H2CData for unknown transfer tag ${ttag}`, TermReqFes.INVALID_HEADER_FIELD, 10);
-    if (cmd.cid !== cccid) throw new ProtocolError(`H2CData CCCID ${cccid} does not match transfer tag ${ttag} (command ${cmd.cid})`, TermReqFes.INVALID_HEADER_FIELD, 8);
+    if (cmd === undefined) throw protocolError.invalidField(`H2CData for unknown transfer tag ${ttag}`, PduField.TTAG);
+    if (cmd.cid !== cccid) throw protocolError.invalidField(`H2CData CCCID ${cccid} does not match transfer tag ${ttag} (command ${cmd.cid})`, PduField.CCCID);
     return cmd;
   }
 
@@ -327,10 +327,10 @@ export class TargetConnection {
     const cmd = this.h2cCommand(hdr.ttag, hdr.cccid);
     const h = cmd.h2c!;
     if (hdr.datao !== h.received) {
-      throw new ProtocolError(`H2CData offset ${hdr.datao} for command ${cmd.cid}, expected ${h.received}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
+      throw protocolError.outOfRange(`H2CData offset ${hdr.datao} for command ${cmd.cid}, expected ${h.received}`);
     }
     if (h.received + hdr.datal > h.r2tEnd) {
-      throw new ProtocolError(`H2CData ${hdr.datao}+${hdr.datal} for command ${cmd.cid} goes past the R2T end ${h.r2tEnd}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 16);
+      throw protocolError.outOfRange(`H2CData ${hdr.datao}+${hdr.datal} for command ${cmd.cid} goes past the R2T end ${h.r2tEnd}`);
     }
     h.received += hdr.datal;
     return h.buf.subarray(hdr.datao, hdr.datao + hdr.datal);
@@ -341,10 +341,10 @@ export class TargetConnection {
     const h = cmd.h2c!;
     if (pdu.dataDigestError) h.digestError = true;
     if (h.received < h.r2tEnd) {
-      if (pdu.last) throw new ProtocolError(`H2CData LAST_PDU for command ${cmd.cid} at ${h.received} of ${h.r2tEnd}`, TermReqFes.PDU_SEQUENCE_ERROR, 0);
+      if (pdu.last) throw protocolError.sequence(`H2CData LAST_PDU for command ${cmd.cid} at ${h.received} of ${h.r2tEnd}`);
       return;
     }
-    if (!pdu.last) throw new ProtocolError(`H2CData completing the R2T of command ${cmd.cid} without LAST_PDU`, TermReqFes.PDU_SEQUENCE_ERROR, 0);
+    if (!pdu.last) throw protocolError.sequence(`H2CData completing the R2T of command ${cmd.cid} without LAST_PDU`);
     if (h.received < h.buf.length) {
       this.sendR2T(cmd);
       return;
@@ -389,7 +389,7 @@ export class TargetConnection {
   findAbortable(cid: number): Cmd | undefined {
     const cmd = this.pending.get(cid);
     if (cmd === undefined) return undefined;
-    if (cmd.done || (this.qid === 0 && cmd.opcode === 0x0c)) return cmd;
+    if (cmd.done || (this.qid === 0 && cmd.opcode === AdminOpcode.AsyncEventRequest)) return cmd;
     return undefined;
   }
 

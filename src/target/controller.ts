@@ -5,7 +5,7 @@
  */
 import type { Buffer } from 'node:buffer';
 import { CcShn, CstsShst, decodeCc, encodeCap, encodeCsts, encodeVs } from '../protocol/properties.js';
-import { GenericStatus, LogPageId, NSID_ALL, Property, StatusCodeType } from '../protocol/constants.js';
+import { AdminCommandStatus, GenericStatus, LogPageId, NSID_ALL, Property, StatusCodeType } from '../protocol/constants.js';
 import { encodeReservationNotificationLog, type ErrorLogEntryFields } from '../protocol/logpages.js';
 import { DEFERRED, fail, ok, status, type Cmd, type HandlerResult } from './command.js';
 import type { TargetConnection } from './connection.js';
@@ -250,7 +250,7 @@ export class TargetController {
 
   /** @internal Asynchronous Event Request: queue it, or fail when AERL + 1 are outstanding. */
   addAer(cmd: Cmd): HandlerResult {
-    if (this.aers.length > AERL) return fail(StatusCodeType.CommandSpecific, 0x05);
+    if (this.aers.length > AERL) return fail(StatusCodeType.CommandSpecific, AdminCommandStatus.AsyncEventRequestLimitExceeded);
     this.aers.push(cmd);
     this.deliver();
     return DEFERRED;

@@ -66,7 +66,7 @@ function isResult(v: Range | TargetNamespace | CommandResult): v is CommandResul
   return 'status' in v;
 }
 
-const writeProtected = (): CommandResult => fail(Sct.Generic, 0x20);
+const writeProtected = (): CommandResult => fail(Sct.Generic, GenericStatus.NamespaceWriteProtected);
 
 /**
  * Checks to run before asking the host for the data of a write-type command (R2T), so that a

@@ -232,7 +232,7 @@ export function handleReservation(cmd: Cmd, ctrl: TargetController, ns: TargetNa
         const { length, extended } = decodeReservationReport(cdw10, dw(cmd.sqe, 44));
         if (length !== cmd.length) return fail(Sct.Generic, GenericStatus.SglDataLengthInvalid);
         // Host identifiers over fabrics are 128-bit: only the extended data structure can carry them.
-        if (!extended) return fail(Sct.Generic, 0x18);
+        if (!extended) return fail(Sct.Generic, GenericStatus.HostIdentifierInconsistent);
         const live = new Map<string, number>();
         for (const c of ns.subsystem.controllers()) if (!live.has(c.hostid)) live.set(c.hostid, c.cntlid);
         const registrants = [...s.registrants.values()].map((r) => ({

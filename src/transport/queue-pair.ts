@@ -23,7 +23,7 @@ import {
   TerminatedError,
   TimeoutError,
 } from '../errors.js';
-import { encodePdu, PduType, TermReqFes, type Pdu, type EncodeOptions } from '../protocol/pdu.js';
+import { encodePdu, PduField, PduType, protocolError, type Pdu, type EncodeOptions } from '../protocol/pdu.js';
 import { PduReader, type DataPduHeader } from '../protocol/reader.js';
 import { setCid } from '../protocol/sqe.js';
 import { writeSgl, inCapsuleSgl, transportSgl } from '../protocol/sgl.js';
@@ -307,12 +307,12 @@ export class QueuePair {
       () => new TimeoutError(`queue ${this.qid}: no ICResp from ${this.host}:${this.port} within ${timeoutMs} ms`),
       opts.signal,
     );
-    if (pdu.type !== PduType.ICResp) throw new ProtocolError(`queue ${this.qid}: expected ICResp, got PDU type 0x${pdu.type.toString(16)}`, TermReqFes.PDU_SEQUENCE_ERROR);
-    if (pdu.pfv !== 0) throw new ProtocolError(`queue ${this.qid}: unsupported PDU format version ${pdu.pfv}`, TermReqFes.UNSUPPORTED_PARAMETER, 8);
+    if (pdu.type !== PduType.ICResp) throw protocolError.sequence(`queue ${this.qid}: expected ICResp, got PDU type 0x${pdu.type.toString(16)}`);
+    if (pdu.pfv !== 0) throw protocolError.unsupported(`queue ${this.qid}: unsupported PDU format version ${pdu.pfv}`, PduField.IC_PFV);
     if ((pdu.hdgst && !wantH) || (pdu.ddgst && !wantD)) {
-      throw new ProtocolError(`queue ${this.qid}: controller enabled a digest the host did not request`, TermReqFes.INVALID_HEADER_FIELD, 11);
+      throw protocolError.invalidField(`queue ${this.qid}: controller enabled a digest the host did not request`, PduField.IC_DGST);
     }
-    if (pdu.cpda > 31) throw new ProtocolError(`queue ${this.qid}: CPDA ${pdu.cpda} out of range`, TermReqFes.INVALID_HEADER_FIELD, 10);
+    if (pdu.cpda > 31) throw protocolError.invalidField(`queue ${this.qid}: CPDA ${pdu.cpda} out of range`, PduField.IC_PDA);
     this.hdgst = pdu.hdgst;
     this.ddgst = pdu.ddgst;
     this.cpda = pdu.cpda;
@@ -459,7 +459,7 @@ export class QueuePair {
     if (this._state === 'closed') throw CLOSED;
     switch (pdu.type) {
       case PduType.ICResp:
-        if (!this.icResolve || this._state !== 'connecting') throw new ProtocolError(`queue ${this.qid}: unexpected ICResp`, TermReqFes.PDU_SEQUENCE_ERROR);
+        if (!this.icResolve || this._state !== 'connecting') throw protocolError.sequence(`queue ${this.qid}: unexpected ICResp`);
         this.icResolve(pdu);
         this.icResolve = this.icReject = undefined;
         return;
@@ -476,23 +476,23 @@ export class QueuePair {
         this.onR2T(pdu.cccid, pdu.ttag, pdu.r2to, pdu.r2tl);
         return;
       default:
-        throw new ProtocolError(`queue ${this.qid}: unexpected PDU type 0x${pdu.type.toString(16)}`, TermReqFes.INVALID_HEADER_FIELD, 0);
+        throw protocolError.invalidField(`queue ${this.qid}: unexpected PDU type 0x${pdu.type.toString(16)}`, PduField.TYPE);
     }
   }
 
   private lookup(cid: number, what: string, fei: number): Entry {
-    if (this._state === 'connecting') throw new ProtocolError(`queue ${this.qid}: ${what} before ICResp`, TermReqFes.PDU_SEQUENCE_ERROR);
+    if (this._state === 'connecting') throw protocolError.sequence(`queue ${this.qid}: ${what} before ICResp`);
     const slot = cid & ((1 << this.slotBits) - 1);
     const e = slot < this.depth ? this.slots[slot] : undefined;
     if (!e || e.cid !== cid) {
-      throw new ProtocolError(`queue ${this.qid}: ${what} for unknown command id ${cid}`, TermReqFes.INVALID_HEADER_FIELD, fei);
+      throw protocolError.invalidField(`queue ${this.qid}: ${what} for unknown command id ${cid}`, fei);
     }
     return e;
   }
 
   private onCapsuleResp(cqeBuf: Buffer): void {
     const cqe = decodeCqe(cqeBuf);
-    const e = this.lookup(cqe.cid, 'completion', 8 + 12);
+    const e = this.lookup(cqe.cid, 'completion', PduField.CQE_CID);
     this.complete(e, cqe);
   }
 
@@ -503,15 +503,15 @@ export class QueuePair {
    * into a buffer the caller got back.
    */
   private placeC2HData(h: DataPduHeader): Buffer | null {
-    const e = this.lookup(h.cccid, 'C2HData', 8);
+    const e = this.lookup(h.cccid, 'C2HData', PduField.CCCID);
     const buf = e.readBuf;
-    if (!buf) throw new ProtocolError(`queue ${this.qid}: C2HData for command ${h.cccid} (${e.cmd.name}) that reads no data`, TermReqFes.PDU_SEQUENCE_ERROR);
+    if (!buf) throw protocolError.sequence(`queue ${this.qid}: C2HData for command ${h.cccid} (${e.cmd.name}) that reads no data`);
     const readLength = e.cmd.readLength ?? 0;
     if (h.datao !== e.received) {
-      throw new ProtocolError(`queue ${this.qid}: C2HData offset ${h.datao} for command ${h.cccid}, expected ${e.received}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
+      throw protocolError.outOfRange(`queue ${this.qid}: C2HData offset ${h.datao} for command ${h.cccid}, expected ${e.received}`);
     }
     if (h.datao + h.datal > readLength) {
-      throw new ProtocolError(`queue ${this.qid}: C2HData ${h.datao}+${h.datal} exceeds the ${readLength}-byte transfer of command ${h.cccid}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 16);
+      throw protocolError.outOfRange(`queue ${this.qid}: C2HData ${h.datao}+${h.datal} exceeds the ${readLength}-byte transfer of command ${h.cccid}`);
     }
     e.received += h.datal;
     if (e.settled) return null;
@@ -519,22 +519,22 @@ export class QueuePair {
   }
 
   private onC2HData(cccid: number, success: boolean, digestError: boolean): void {
-    const e = this.lookup(cccid, 'C2HData', 8);
+    const e = this.lookup(cccid, 'C2HData', PduField.CCCID);
     if (digestError && !e.error) e.error = new DigestError('data', 0, 0);
     if (success) this.complete(e, { dw0: 0, dw1: 0, sqhd: 0, sqid: this.qid, cid: cccid, status: C2H_SUCCESS_STATUS });
   }
 
   private onR2T(cccid: number, ttag: number, r2to: number, r2tl: number): void {
-    const e = this.lookup(cccid, 'R2T', 8);
+    const e = this.lookup(cccid, 'R2T', PduField.CCCID);
     const data = e.cmd.data;
     if (!data || data.length <= this.inCapsuleBytes) {
-      throw new ProtocolError(`queue ${this.qid}: R2T for command ${cccid} (${e.cmd.name}) that has no data to transfer`, TermReqFes.PDU_SEQUENCE_ERROR);
+      throw protocolError.sequence(`queue ${this.qid}: R2T for command ${cccid} (${e.cmd.name}) that has no data to transfer`);
     }
     if (r2tl === 0 || r2to + r2tl > data.length) {
-      throw new ProtocolError(`queue ${this.qid}: R2T ${r2to}+${r2tl} outside the ${data.length}-byte transfer of command ${cccid}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
+      throw protocolError.outOfRange(`queue ${this.qid}: R2T ${r2to}+${r2tl} outside the ${data.length}-byte transfer of command ${cccid}`);
     }
     if (r2to !== e.r2tRequested) {
-      throw new ProtocolError(`queue ${this.qid}: R2T offset ${r2to} for command ${cccid}, expected ${e.r2tRequested}`, TermReqFes.DATA_TRANSFER_OUT_OF_RANGE, 12);
+      throw protocolError.outOfRange(`queue ${this.qid}: R2T offset ${r2to} for command ${cccid}, expected ${e.r2tRequested}`);
     }
     e.r2tRequested += r2tl;
     const src = toBuffer(data);
@@ -551,9 +551,8 @@ export class QueuePair {
     const readLength = e.cmd.readLength ?? 0;
     if (e.received < readLength && cqeOk(cqe)) {
       // NVMe has no short transfers: success with bytes missing is a broken controller (Linux fails it, EPROTO).
-      throw new ProtocolError(
+      throw protocolError.sequence(
         `queue ${this.qid}: controller completed ${e.cmd.name} (cid ${e.cid}) successfully after sending ${e.received} of ${readLength} bytes`,
-        TermReqFes.PDU_SEQUENCE_ERROR,
       );
     }
     this.slots[e.slot] = undefined;
