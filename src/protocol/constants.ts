@@ -200,6 +200,9 @@ export const StatusCodeType = {
   VendorSpecific: 7,
 } as const;
 
+/** In-capsule data the admin queue accepts, bytes (NVMe/TCP: 8 KiB for admin and Fabrics commands). */
+export const ADMIN_IN_CAPSULE_BYTES = 8192;
+
 /** Generic Command Status values (SCT 0) that the library and the embedded target use by name. */
 export const GenericStatus = {
   Success: 0x00,

@@ -9,10 +9,12 @@
 import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import { ProtocolError } from '../errors.js';
-import { encodePdu, PduField, PduFlag, PduType, TermReqFes, protocolError, type CapsuleCmdPdu, type EncodeOptions, type H2CDataPdu, type Pdu } from '../protocol/pdu.js';
-import { PduReader, type DataPduHeader } from '../protocol/reader.js';
-import { readSgl } from '../protocol/sgl.js';
-import { AdminOpcode, FABRICS_OPCODE, FabricsType, GenericStatus, SglSubtype, StatusCodeType, opcodeName } from '../protocol/constants.js';
+import { encodePdu, PduField, PduFlag, PduType, TermReqFes, protocolError, type CapsuleCmdPdu, type H2CDataPdu, type Pdu } from '../protocol/pdu.js';
+import { type DataPduHeader } from '../protocol/reader.js';
+import { encodeCqe, StatusField } from '../protocol/cqe.js';
+import { PduStream } from '../transport/pdu-stream.js';
+import { decodeSqe } from '../protocol/sqe.js';
+import { ADMIN_IN_CAPSULE_BYTES, AdminOpcode, FABRICS_OPCODE, FabricsType, GenericStatus, SglSubtype, StatusCodeType, opcodeName } from '../protocol/constants.js';
 import { handleAdmin } from './admin.js';
 import { DEFERRED, fail, type Cmd, type CommandResult, type HandlerResult } from './command.js';
 import type { TargetController } from './controller.js';
@@ -26,13 +28,9 @@ import type { CommandKind } from './types.js';
 const Sct = StatusCodeType;
 const EMPTY = Buffer.alloc(0);
 /** In-capsule data accepted on the admin queue (NVMe/TCP: 8 KiB). */
-const ADMIN_IN_CAPSULE = 8192;
 
 /** Connection states. */
 export type TargetConnectionState = 'ic' | 'ready' | 'closed';
-
-/** Thrown from the PDU handler to stop reading a chunk once the connection is closed; never escapes onData. */
-const STOP = new Error('connection closed');
 
 /** One accepted NVMe/TCP connection (one queue). Inspect through NvmeTarget.connections(). */
 
@@ -61,17 +59,13 @@ export class TargetConnection {
   private _state: TargetConnectionState = 'ic';
   private readonly core: TargetCore;
   private readonly socket: net.Socket;
-  private readonly reader: PduReader;
-  private encodeOpts: EncodeOptions = { hdgst: false, ddgst: false };
+  private readonly stream: PduStream;
   private sqhd = 0;
   /** Commands received and not answered (including dropped ones). */
   private readonly pending = new Map<number, Cmd>();
   /** Commands waiting for host data, by transfer tag. */
   private readonly r2ts = new Map<number, Cmd>();
   private nextTtag = 0;
-  private outbox: Buffer[] = [];
-  private flushScheduled = false;
-  private endAfterFlush = false;
   /** Bytes waiting to be written in small pieces (tiny-writes fault). */
   private tinyQueue: Buffer[] = [];
   private tinyOffset = 0;
@@ -92,15 +86,23 @@ export class TargetConnection {
     this.remotePort = socket.remotePort ?? 0;
     this.localAddress = socket.localAddress ?? port.host;
     const o = core.options;
-    this.reader = new PduReader({
-      role: 'controller',
-      expectIc: true,
-      maxDataLength: o.maxh2cdata,
-      maxInCapsuleData: Math.max(ADMIN_IN_CAPSULE, o.inCapsuleDataSize),
-      placeData: (h) => this.placeH2CData(h),
+    this.stream = new PduStream({
+      socket,
+      reader: {
+        role: 'controller',
+        expectIc: true,
+        maxDataLength: o.maxh2cdata,
+        maxInCapsuleData: Math.max(ADMIN_IN_CAPSULE_BYTES, o.inCapsuleDataSize),
+        placeData: (h) => this.placeH2CData(h),
+      },
+      onPdu: (pdu) => this.onPdu(pdu),
+      onFatal: (err) => this.onFatal(err),
+      shapeWrite: (batch) => this.shapeWrite(batch),
     });
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer) => {
+      if (this._state !== 'closed') this.stream.receive(chunk);
+    });
     socket.on('error', (err) => this.finalize(`socket error: ${err.message}`));
     socket.on('close', () => this.finalize(this.closeReason ?? 'closed by the host'));
   }
@@ -145,21 +147,6 @@ export class TargetConnection {
   // ------------------------------------------------------------------------------------------
   // Receive path
 
-  private onData(chunk: Buffer): void {
-    if (this._state === 'closed') return;
-    try {
-      // Each PDU is handled as the reader completes it, so the placement of the next one sees its effects.
-      this.reader.feed(chunk, this.handlePdu);
-    } catch (err) {
-      if (err !== STOP && !this.isClosed()) this.fatal(err as Error);
-    }
-  }
-
-  private readonly handlePdu = (pdu: Pdu): void => {
-    if (this.isClosed()) throw STOP;
-    this.onPdu(pdu);
-  };
-
   private onPdu(pdu: Pdu): void {
     switch (pdu.type) {
       case PduType.ICReq: {
@@ -168,9 +155,8 @@ export class TargetConnection {
         this.ddgst = pdu.ddgst && allow;
         this.hpda = pdu.hpda;
         const o = this.core.options;
-        this.send(encodePdu({ type: PduType.ICResp, pfv: 0, cpda: o.cpda, hdgst: this.hdgst, ddgst: this.ddgst, maxh2cdata: o.maxh2cdata }, this.encodeOpts));
-        this.encodeOpts = { hdgst: this.hdgst, ddgst: this.ddgst, dataAlignment: this.hpda > 0 ? (this.hpda + 1) * 4 : 0 };
-        this.reader.setDigests(this.hdgst, this.ddgst);
+        this.stream.sendPdu({ type: PduType.ICResp, pfv: 0, cpda: o.cpda, hdgst: this.hdgst, ddgst: this.ddgst, maxh2cdata: o.maxh2cdata });
+        this.stream.negotiated(this.hdgst, this.ddgst, this.hpda > 0 ? (this.hpda + 1) * 4 : 0);
         this._state = 'ready';
         return;
       }
@@ -191,14 +177,14 @@ export class TargetConnection {
 
   private onCommand(pdu: CapsuleCmdPdu): void {
     const sqe = Buffer.from(pdu.sqe);
-    const opcode = sqe[0]!;
-    const cid = sqe.readUInt16LE(2);
-    const nsid = sqe.readUInt32LE(4);
+    const d = decodeSqe(sqe);
+    const { opcode, cid, nsid } = d;
     const fabrics = opcode === FABRICS_OPCODE;
-    const fctype = fabrics ? sqe[4]! : -1;
-    const qid = fabrics && fctype === FabricsType.Connect ? sqe.readUInt16LE(42) : this.qid;
+    // Fabrics commands carry FCTYPE in byte 4 (where NSID would be); Connect carries the QID in CDW10 bits 31:16.
+    const fctype = fabrics ? nsid & 0xff : -1;
+    const qid = fabrics && fctype === FabricsType.Connect ? d.cdw10 >>> 16 : this.qid;
     const kind: CommandKind = fabrics ? 'fabrics' : this.qid > 0 ? 'io' : 'admin';
-    const sgl = readSgl(sqe);
+    const sgl = d.dptr;
     const length = sgl.kind === 'other' ? 0 : sgl.length;
     const ctrl = this.controller;
     const info: CommandInfo = {
@@ -239,7 +225,7 @@ export class TargetConnection {
     if (this.pending.has(cid)) {
       // The host reused a CID that is still outstanding: answer without disturbing the first command.
       cmd.done = true;
-      this.send(...this.encodeAnswer(cmd, fail(Sct.Generic, GenericStatus.CommandIdConflict), undefined));
+      this.stream.send(...this.encodeAnswer(cmd, fail(Sct.Generic, GenericStatus.CommandIdConflict), undefined));
       return;
     }
     this.pending.set(cid, cmd);
@@ -259,7 +245,7 @@ export class TargetConnection {
     if (hostToController) {
       if (sgl.kind === 'data-block') {
         const data = pdu.data ?? EMPTY;
-        const limit = this.qid > 0 ? this.core.options.inCapsuleDataSize : ADMIN_IN_CAPSULE;
+        const limit = this.qid > 0 ? this.core.options.inCapsuleDataSize : ADMIN_IN_CAPSULE_BYTES;
         if (sgl.subtype !== SglSubtype.Offset || sgl.address !== 0n) return this.complete(cmd, fail(Sct.Generic, GenericStatus.SglOffsetInvalid));
         if (sgl.length !== data.length || data.length > limit) return this.complete(cmd, fail(Sct.Generic, GenericStatus.SglDataLengthInvalid));
         if (pdu.dataDigestError) return this.complete(cmd, fail(Sct.Generic, GenericStatus.TransientTransportError, false));
@@ -308,7 +294,7 @@ export class TargetConnection {
     const max = this.core.options.maxR2TLength;
     const len = max > 0 ? Math.min(max, remaining) : remaining;
     h.r2tEnd = h.received + len;
-    this.send(encodePdu({ type: PduType.R2T, cccid: cmd.cid, ttag: h.ttag, r2to: h.received, r2tl: len }, this.encodeOpts));
+    this.stream.sendPdu({ type: PduType.R2T, cccid: cmd.cid, ttag: h.ttag, r2to: h.received, r2tl: len });
   }
 
   /** The command an H2CData PDU's transfer tag names, checked against its CCCID. */
@@ -408,7 +394,7 @@ export class TargetConnection {
     const faults = cmd.faults;
     if (faults.length === 0) {
       this.pending.delete(cmd.cid);
-      this.send(...this.encodeAnswer(cmd, res, undefined));
+      this.stream.send(...this.encodeAnswer(cmd, res, undefined));
       if (res.closeAfter) this.closeAfterFlush();
       return;
     }
@@ -439,7 +425,7 @@ export class TargetConnection {
       return;
     }
     if (has('close') !== undefined) {
-      this.flush();
+      this.stream.flush();
       this.destroy(`fault injection: closed instead of answering ${cmd.info.name} (cid ${cmd.cid})`);
       return;
     }
@@ -464,11 +450,11 @@ export class TargetConnection {
     if (has('close-mid-pdu') !== undefined) {
       const first = Buffer.concat(pdus[0]!);
       const cut = Math.max(1, Math.floor(Math.min(first.length, first[2]!) / 2));
-      this.sendRaw(first.subarray(0, cut));
+      this.stream.send([first.subarray(0, cut)]);
       this.closeAfterFlush(`fault injection: closed in the middle of the answer to ${cmd.info.name} (cid ${cmd.cid})`);
       return;
     }
-    this.send(...pdus);
+    this.stream.send(...pdus);
     if (res.closeAfter) this.closeAfterFlush();
   }
 
@@ -484,78 +470,49 @@ export class TargetConnection {
       for (let off = 0; off < data.length; off += max) {
         const end = Math.min(off + max, data.length);
         const last = end === data.length;
-        out.push(encodePdu({ type: PduType.C2HData, cccid: cmd.cid, datao: off, last, success: last && success, data: data.subarray(off, end) }, this.encodeOpts));
+        out.push(encodePdu({ type: PduType.C2HData, cccid: cmd.cid, datao: off, last, success: last && success, data: data.subarray(off, end) }, this.stream.encodeOpts));
       }
       if (success) return out;
     }
-    const cqe = Buffer.allocUnsafe(16);
-    cqe.writeUInt32LE((res.dw0 ?? 0) >>> 0, 0);
-    cqe.writeUInt32LE((res.dw1 ?? 0) >>> 0, 4);
-    cqe.writeUInt16LE(this.sqhd, 8);
-    cqe.writeUInt16LE(cmd.qid, 10);
-    cqe.writeUInt16LE(cidOverride ?? cmd.cid, 12);
-    cqe.writeUInt16LE(res.status & 0xfffe, 14);
-    out.push(encodePdu({ type: PduType.CapsuleResp, cqe }, this.encodeOpts));
+    const cqe = encodeCqe({ dw0: res.dw0 ?? 0, dw1: res.dw1 ?? 0, sqhd: this.sqhd, sqid: cmd.qid, cid: cidOverride ?? cmd.cid, status: res.status & ~StatusField.PHASE });
+    out.push(encodePdu({ type: PduType.CapsuleResp, cqe }, this.stream.encodeOpts));
     return out;
   }
 
   /** Send a C2HTermReq and close. */
   terminate(fes: number, fei: number, reason: string, header: Buffer = EMPTY): void {
     if (this._state === 'closed') return;
-    this.send(encodePdu({ type: PduType.C2HTermReq, fes, fei, data: header }, this.encodeOpts));
-    this.closeAfterFlush(reason);
+    this.closeReason ??= reason;
+    this.stream.terminate(fes, fei, header);
+    this.finalize(reason, false);
   }
 
-  /** A fatal transport error: C2HTermReq where the spec calls for one, then close. */
-  private fatal(err: Error): void {
+  /** A PDU could not be read or handled: the stream has sent the C2HTermReq where the spec calls for one. */
+  private onFatal(err: Error): void {
     if (this._state === 'closed') return;
     const fes = err instanceof ProtocolError ? err.fes : 0;
     this.core.protocolError(this, { direction: 'sent', fes, fei: err instanceof ProtocolError ? err.fei : 0, message: err.message });
-    if (fes >= 1 && fes <= 6) this.terminate(fes, (err as ProtocolError).fei, `protocol error: ${err.message}`, this.reader.errorHeader ?? EMPTY);
+    if (fes >= TermReqFes.INVALID_HEADER_FIELD && fes <= TermReqFes.UNSUPPORTED_PARAMETER) this.finalize(`protocol error: ${err.message}`, false);
     else this.destroy(`protocol error: ${err.message}`);
   }
 
   // ------------------------------------------------------------------------------------------
   // Send path
 
-  private send(...pdus: Buffer[][]): void {
-    for (const p of pdus) for (const b of p) this.outbox.push(b);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      process.nextTick(() => this.flush());
-    }
-  }
-
-  private sendRaw(b: Buffer): void {
-    this.send([b]);
-  }
-
   /** Stop reading; close gracefully once everything queued is written. */
   private closeAfterFlush(reason = 'closed after Disconnect'): void {
     this.closeReason ??= reason;
-    this.endAfterFlush = true;
     this.finalize(reason, false);
-    this.flush();
+    this.stream.endAfterWrites();
   }
 
-  /** The only code that writes to the socket. */
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.socket.destroyed) return;
-    const out = this.outbox;
-    this.outbox = [];
-    if (out.length > 0) {
-      const tiny = this.core.faults.size > 0 ? this.core.faults.tinyWrites(this.facts()) : undefined;
-      if (tiny !== undefined || this.tinyQueue.length > 0) {
-        this.tinyQueue.push(Buffer.concat(out));
-        if (this.tinyImmediate === undefined) this.pumpTiny(tiny ?? { min: 1, max: 7 });
-        return;
-      }
-      this.socket.cork();
-      for (const b of out) this.socket.write(b);
-      this.socket.uncork();
-    }
-    if (this.endAfterFlush && this.tinyQueue.length === 0) this.socket.end();
+  /** Fault injection: the tiny-writes fault takes the batch and writes it a few bytes at a time. */
+  private shapeWrite(batch: Buffer[]): boolean {
+    const tiny = this.core.faults.size > 0 ? this.core.faults.tinyWrites(this.facts()) : undefined;
+    if (tiny === undefined && this.tinyQueue.length === 0) return false;
+    this.tinyQueue.push(Buffer.concat(batch));
+    if (this.tinyImmediate === undefined) this.pumpTiny(tiny ?? { min: 1, max: 7 });
+    return true;
   }
 
   private pumpTiny(size: { min: number; max: number }): void {
@@ -564,7 +521,7 @@ export class TargetConnection {
       if (this.socket.destroyed) return;
       const head = this.tinyQueue[0];
       if (head === undefined) {
-        if (this.endAfterFlush) this.socket.end();
+        if (this.stream.ending) this.socket.end();
         return;
       }
       const n = size.min + Math.floor(Math.random() * (size.max - size.min + 1));
@@ -587,6 +544,7 @@ export class TargetConnection {
     }
     this._state = 'closed';
     this.closeReason ??= reason;
+    this.stream.stop();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     if (destroyed) this.clearTimers();

@@ -6,7 +6,7 @@
  * C2HData assembly for reads, digests, per-command timeouts and AbortSignals, fatal-error teardown with an
  * H2CTermReq, and failing every pending command with a typed error when the queue goes away.
  *
- * The only code that writes to the socket is {@link QueuePair.flush}; everything else appends to `outbox`.
+ * The PDU loop (reading, the corked outbox, TermReq on fatal errors) is a PduStream, shared with the embedded target.
  */
 import { Buffer } from 'node:buffer';
 import * as net from 'node:net';
@@ -19,17 +19,17 @@ import {
   DigestError,
   InvalidArgumentError,
   InvalidStateError,
-  ProtocolError,
   TerminatedError,
   TimeoutError,
 } from '../errors.js';
-import { encodePdu, PduField, PduType, protocolError, type Pdu, type EncodeOptions } from '../protocol/pdu.js';
-import { PduReader, type DataPduHeader } from '../protocol/reader.js';
+import { PduField, PduType, protocolError, type Pdu } from '../protocol/pdu.js';
+import { type DataPduHeader } from '../protocol/reader.js';
+import { PduStream } from './pdu-stream.js';
 import { setCid } from '../protocol/sqe.js';
 import { writeSgl, inCapsuleSgl, transportSgl } from '../protocol/sgl.js';
 import { decodeCqe, cqeOk, type Cqe } from '../protocol/cqe.js';
 import { statusError } from '../protocol/status.js';
-import { FABRICS_OPCODE } from '../protocol/constants.js';
+import { ADMIN_IN_CAPSULE_BYTES, FABRICS_OPCODE } from '../protocol/constants.js';
 import { abortError, withTimeout } from '../util.js';
 import type { NvmeCommand } from '../protocol/commands.js';
 
@@ -37,8 +37,7 @@ const debug = debuglog('nvmeof');
 const chStart = diagnostics.channel('nvmeof:command:start');
 const chEnd = diagnostics.channel('nvmeof:command:end');
 
-/** Size of in-capsule data the admin queue accepts (NVMe/TCP: 8 KiB for admin and fabrics commands). */
-export const ADMIN_IN_CAPSULE_BYTES = 8192;
+export { ADMIN_IN_CAPSULE_BYTES };
 
 /** Longest timeout, in ms, a command or a connect may be given (the longest delay Node's timers honour). */
 export const MAX_TIMEOUT_MS = 0x7fffffff;
@@ -139,8 +138,6 @@ function sweepAll(): void {
 /** CID 0xFFFF is reserved by the spec ("no command" in the Error Information log); never issued. */
 const RESERVED_CID = 0xffff;
 
-/** Thrown from the PDU handler to stop reading a chunk after the queue was torn down; never escapes onData. */
-const CLOSED = new Error('queue closed');
 
 /** How a command ended, in `nvmeof:command:end` messages. */
 export type CommandOutcome = 'success' | 'status' | 'timeout' | 'aborted' | 'error';
@@ -187,7 +184,6 @@ export class QueuePair {
 
   private _state: QueuePairState = 'connecting';
   private readonly socket: net.Socket;
-  private readonly reader: PduReader;
   private readonly depth: number;
   private readonly slotBits: number;
   private readonly slots: (Entry | undefined)[];
@@ -195,9 +191,7 @@ export class QueuePair {
   private readonly freeSlots: number[];
   private readonly waiting: Entry[] = [];
   private waitingHead = 0;
-  private outbox: Buffer[] = [];
-  private flushScheduled = false;
-  private encodeOpts: EncodeOptions = { hdgst: false, ddgst: false };
+  private readonly stream: PduStream;
   private readonly defaultTimeout: number;
   /** In the process-wide sweep set (some command has a deadline). */
   private sweeping = false;
@@ -212,7 +206,6 @@ export class QueuePair {
   private unsettled = 0;
   private drainWaiters: (() => void)[] = [];
   private readonly closeListeners: ((err: Error | undefined) => void)[] = [];
-  private readonly onPdu: (pdu: Pdu) => void;
 
   private constructor(opts: QueuePairOptions, socket: net.Socket) {
     this.qid = opts.qid;
@@ -229,15 +222,18 @@ export class QueuePair {
     this.freeSlots = [];
     for (let i = opts.depth - 1; i >= 0; i--) this.freeSlots.push(i);
     this.socket = socket;
-    this.reader = new PduReader({
-      role: 'host',
-      maxDataLength: opts.maxC2HData ?? 4 * 1024 * 1024,
-      placeData: (h) => this.placeC2HData(h),
+    this.stream = new PduStream({
+      socket,
+      reader: { role: 'host', maxDataLength: opts.maxC2HData ?? 4 * 1024 * 1024, placeData: (h) => this.placeC2HData(h) },
+      onPdu: (pdu) => this.handlePdu(pdu),
+      onFatal: (err) => {
+        debug('qid %d fatal: %s', this.qid, err.message);
+        this.destroy(err);
+      },
     });
-    this.onPdu = (pdu) => this.handlePdu(pdu);
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer) => this.stream.receive(chunk));
     socket.on('error', (err) => this.destroy(new ConnectionClosedError(`queue ${this.qid}: socket error: ${err.message}`, { cause: err })));
     socket.on('close', () => {
       if (this._state !== 'closed') this.destroy(new ConnectionClosedError(`queue ${this.qid}: connection closed by the controller`));
@@ -300,7 +296,7 @@ export class QueuePair {
       this.icResolve = resolve;
       this.icReject = reject;
     });
-    this.send(encodePdu({ type: PduType.ICReq, pfv: 0, hpda: 0, hdgst: wantH, ddgst: wantD, maxr2t: 0 }, this.encodeOpts));
+    this.stream.sendPdu({ type: PduType.ICReq, pfv: 0, hpda: 0, hdgst: wantH, ddgst: wantD, maxr2t: 0 });
     const pdu = await withTimeout(
       icresp,
       timeoutMs,
@@ -317,8 +313,7 @@ export class QueuePair {
     this.ddgst = pdu.ddgst;
     this.cpda = pdu.cpda;
     this.maxh2cdata = pdu.maxh2cdata;
-    this.encodeOpts = { hdgst: this.hdgst, ddgst: this.ddgst, dataAlignment: this.cpda ? (this.cpda + 1) * 4 : 0 };
-    this.reader.setDigests(this.hdgst, this.ddgst);
+    this.stream.negotiated(this.hdgst, this.ddgst, this.cpda ? (this.cpda + 1) * 4 : 0);
     this.transition('ready');
     debug('qid %d connected to %s:%d hdgst=%s ddgst=%s cpda=%d maxh2cdata=%d', this.qid, this.host, this.port, this.hdgst, this.ddgst, this.cpda, this.maxh2cdata);
   }
@@ -421,42 +416,10 @@ export class QueuePair {
     }
     e.sent = true;
     if (chStart.hasSubscribers) chStart.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, opcode: e.opcode } satisfies CommandStartMessage);
-    this.send(encodePdu({ type: PduType.CapsuleCmd, sqe, data: inCapsule }, this.encodeOpts));
-  }
-
-  private send(bufs: Buffer[]): void {
-    for (const b of bufs) this.outbox.push(b);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      process.nextTick(() => this.flush());
-    }
-  }
-
-  /** The drain loop: the only place that writes to the socket. One corked batch per tick. */
-  private flush(): void {
-    this.flushScheduled = false;
-    const out = this.outbox;
-    if (out.length === 0 || this.socket.destroyed) return;
-    this.outbox = [];
-    this.socket.cork();
-    for (const b of out) this.socket.write(b);
-    this.socket.uncork();
-  }
-
-  private onData(chunk: Buffer): void {
-    if (this._state === 'closed') return;
-    try {
-      // PDUs are handled as the reader completes them, so the placement of the next data PDU sees the effect of
-      // the previous PDU (a completion frees its command: data for it afterwards is a protocol error).
-      this.reader.feed(chunk, this.onPdu);
-    } catch (err) {
-      if ((this._state as QueuePairState) !== 'closed') this.fatal(err as Error);
-    }
+    this.stream.sendPdu({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
   }
 
   private handlePdu(pdu: Pdu): void {
-    // A handler may have torn the queue down (TermReq from the controller): read nothing more from this chunk.
-    if (this._state === 'closed') throw CLOSED;
     switch (pdu.type) {
       case PduType.ICResp:
         if (!this.icResolve || this._state !== 'connecting') throw protocolError.sequence(`queue ${this.qid}: unexpected ICResp`);
@@ -542,7 +505,7 @@ export class QueuePair {
     const end = r2to + r2tl;
     for (let off = r2to; off < end; off += max) {
       const len = Math.min(max, end - off);
-      this.send(encodePdu({ type: PduType.H2CData, cccid, ttag, datao: off, last: off + len === end, data: src.subarray(off, off + len) }, this.encodeOpts));
+      this.stream.sendPdu({ type: PduType.H2CData, cccid, ttag, datao: off, last: off + len === end, data: src.subarray(off, off + len) });
     }
   }
 
@@ -666,22 +629,6 @@ export class QueuePair {
     return pending;
   }
 
-  /** A fatal transport error: tell the controller with an H2CTermReq where the spec calls for one, then tear down. */
-  private fatal(err: Error): void {
-    debug('qid %d fatal: %s', this.qid, err.message);
-    if (err instanceof ProtocolError && this._state !== 'closed' && !this.socket.destroyed) {
-      const fes = err.fes;
-      if (fes >= 1 && fes <= 6) {
-        // The offending PDU header when the reader saw it; for errors found after decoding, the header is gone.
-        const header = this.reader.errorHeader ?? Buffer.alloc(0);
-        this.outbox.push(...encodePdu({ type: PduType.H2CTermReq, fes, fei: err.fei, data: header }, this.encodeOpts));
-        this.flush();
-        this.socket.end();
-      }
-    }
-    this.destroy(err);
-  }
-
   /** Stop taking commands, wait until every command has finished, then close the connection. Idempotent. */
   async close(): Promise<void> {
     if (this._state === 'ready') {
@@ -691,8 +638,7 @@ export class QueuePair {
       }
       if (this.state === 'closing') {
         this.finish(undefined);
-        this.flush();
-        this.socket.end();
+        this.stream.endAfterWrites();
         const t = setTimeout(() => this.socket.destroy(), 2000);
         t.unref();
       }
@@ -712,6 +658,8 @@ export class QueuePair {
   private finish(err: Error | undefined): void {
     this._state = 'closed';
     this.closeError = err;
+    // Nothing more is read: not even the rest of the chunk being handled (after a C2HTermReq, say).
+    this.stream.stop();
     if (this.sweeping) {
       this.sweeping = false;
       sweepQueues.delete(this);

@@ -1,0 +1,146 @@
+/**
+ * The connection loop both ends of NVMe/TCP share, role-neutral: PDUs in through a PduReader (each handled as it
+ * completes), PDUs out through an outbox flushed once per tick inside cork()/uncork(), and a fatal error turned into
+ * the TermReq this side sends (H2CTermReq for a host, C2HTermReq for a controller) before the socket is ended.
+ * QueuePair (host) and the embedded target's TargetConnection (controller) each compose one.
+ */
+import { Buffer } from 'node:buffer';
+import type * as net from 'node:net';
+import { ProtocolError } from '../errors.js';
+import { encodePdu, PduType, TermReqFes, type EncodeOptions, type Pdu } from '../protocol/pdu.js';
+import { PduReader, type PduReaderOptions } from '../protocol/reader.js';
+
+const EMPTY = Buffer.alloc(0);
+
+/** Thrown from the PDU handler to stop reading a chunk once the stream is stopped; never escapes receive(). */
+const STOPPED = new Error('pdu stream stopped');
+
+/** Options of a PduStream. */
+export interface PduStreamOptions {
+  socket: net.Socket;
+  /** The reader's options (its role decides which TermReq this side sends). */
+  reader: PduReaderOptions;
+  /** Handles one PDU, as the reader completes it. A ProtocolError thrown here is fatal (see onFatal). */
+  onPdu: (pdu: Pdu) => void;
+  /**
+   * A PDU could not be read or handled. Called once per error after the TermReq (for a ProtocolError with a transport
+   * FES, 1..6) has been queued, flushed and the socket ended; the owner tears its state down.
+   */
+  onFatal: (err: Error) => void;
+  /**
+   * Write shaping (fault injection): given a flushed batch, return true when it takes over writing those bytes.
+   * `ended()` tells it whether the socket should end once it has written everything.
+   */
+  shapeWrite?: (batch: Buffer[]) => boolean;
+}
+
+/** One NVMe/TCP connection's PDU loop. */
+export class PduStream {
+  readonly reader: PduReader;
+  /** Digests and data alignment of what this side sends (after IC negotiation). */
+  encodeOpts: EncodeOptions = { hdgst: false, ddgst: false };
+  private readonly socket: net.Socket;
+  private readonly termType: typeof PduType.H2CTermReq | typeof PduType.C2HTermReq;
+  private readonly onPdu: (pdu: Pdu) => void;
+  private readonly onFatal: (err: Error) => void;
+  private readonly shapeWrite: ((batch: Buffer[]) => boolean) | undefined;
+  private outbox: Buffer[] = [];
+  private flushScheduled = false;
+  private endAfterFlush = false;
+  private stopped = false;
+  private readonly handle = (pdu: Pdu): void => {
+    if (this.stopped) throw STOPPED;
+    this.onPdu(pdu);
+  };
+
+  constructor(o: PduStreamOptions) {
+    this.socket = o.socket;
+    this.reader = new PduReader(o.reader);
+    this.termType = o.reader.role === 'host' ? PduType.H2CTermReq : PduType.C2HTermReq;
+    this.onPdu = o.onPdu;
+    this.onFatal = o.onFatal;
+    this.shapeWrite = o.shapeWrite;
+  }
+
+  /** Set the negotiated digests for both directions and the alignment of data this side sends. */
+  negotiated(hdgst: boolean, ddgst: boolean, dataAlignment: number): void {
+    this.encodeOpts = { hdgst, ddgst, dataAlignment };
+    this.reader.setDigests(hdgst, ddgst);
+  }
+
+  /** Feed a socket chunk: each completed PDU goes to onPdu; a fatal error to terminate() and onFatal. */
+  receive(chunk: Buffer): void {
+    if (this.stopped) return;
+    try {
+      this.reader.feed(chunk, this.handle);
+    } catch (err) {
+      if (err === STOPPED || this.stopped) return;
+      this.fatal(err as Error);
+    }
+  }
+
+  /** Deliver no more PDUs (the rest of the current chunk and everything after it is ignored). */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Queue PDUs (encoded buffers) for the next flush. */
+  send(...pdus: Buffer[][]): void {
+    for (const p of pdus) for (const b of p) this.outbox.push(b);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  /** Queue one PDU encoded with this stream's options. */
+  sendPdu(pdu: Pdu): void {
+    this.send(encodePdu(pdu, this.encodeOpts));
+  }
+
+  /** The drain loop: the only code that writes to the socket. One corked batch. */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.socket.destroyed) return;
+    const out = this.outbox;
+    this.outbox = [];
+    if (out.length > 0) {
+      if (this.shapeWrite?.(out)) return;
+      this.socket.cork();
+      for (const b of out) this.socket.write(b);
+      this.socket.uncork();
+    }
+    if (this.endAfterFlush) this.socket.end();
+  }
+
+  /** Whether the socket is to end once everything queued has been written (for a write shaper). */
+  get ending(): boolean {
+    return this.endAfterFlush;
+  }
+
+  /** Stop reading, write what is queued, then end the socket. */
+  endAfterWrites(): void {
+    this.stop();
+    this.endAfterFlush = true;
+    this.flush();
+  }
+
+  /** Send this side's TermReq (FES, FEI, the offending header) and end the socket after it. */
+  terminate(fes: number, fei: number, header: Buffer = EMPTY): void {
+    if (this.socket.destroyed) return;
+    this.send(encodePdu({ type: this.termType, fes, fei, data: header }, this.encodeOpts));
+    this.endAfterWrites();
+  }
+
+  /**
+   * A fatal error: for a ProtocolError with a transport FES (1..6), the TermReq carrying its FES/FEI and the
+   * offending PDU header when the reader saw one; then onFatal.
+   */
+  fatal(err: Error): void {
+    this.stop();
+    if (err instanceof ProtocolError && err.fes >= TermReqFes.INVALID_HEADER_FIELD && err.fes <= TermReqFes.UNSUPPORTED_PARAMETER) {
+      this.terminate(err.fes, err.fei, this.reader.errorHeader ?? EMPTY);
+    }
+    this.onFatal(err);
+  }
+}
