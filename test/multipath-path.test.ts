@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, expectTypeOf, it } from 'vitest';
 import { Path, PathMismatchError, type PathChange, type PathOptions } from '../src/multipath/path.js';
 import { InvalidArgumentError, InvalidStateError, KeepAliveError, TimeoutError } from '../src/errors.js';
 import * as cmds from '../src/protocol/commands.js';
@@ -255,5 +255,33 @@ describe('Path', () => {
     expect(() => makePath(fabric, { fastIoFailTimeout: 1.5 })).toThrow(InvalidArgumentError);
     expect(() => makePath(fabric, { port: 70000 })).toThrow(InvalidArgumentError);
     expect(() => makePath(fabric, { host: '' })).toThrow(InvalidArgumentError);
+  });
+});
+
+describe('Path events: the same idiom as controllers and multipath namespaces', () => {
+  it('on(kind) listeners, an events() iterator that ends when the path is deleted, unknown kinds refused', async () => {
+    const fabric = new FakeFabric();
+    const p = makePath(fabric, { reconnectDelay: 20 });
+    const states: string[] = [];
+    const off = p.on('state', (ev) => {
+      expectTypeOf(ev.type).toEqualTypeOf<'state'>();
+      states.push(`${ev.from}->${ev.to}`);
+    });
+    const it = p.events();
+    await p.start();
+    fabric.kill(A);
+    await waitFor(() => states.includes('reconnecting->connecting'));
+    fabric.address(A).reachable = true;
+    await waitFor(() => p.state === 'live' && states.filter((s) => s.endsWith('->live')).length === 2);
+    off();
+    await p.close();
+    const seen: string[] = [];
+    for await (const ev of it) if (ev.type === 'state') seen.push(`${ev.from}->${ev.to}`);
+    // The iterator saw every transition, including the final one to 'deleted', then ended.
+    expect(seen.slice(0, states.length)).toEqual(states);
+    expect(seen.at(-1)).toBe('live->deleted');
+    expect(states).not.toContain('live->deleted'); // unsubscribed before
+    // @ts-expect-error not a path event type
+    expect(() => p.on('nope', () => {})).toThrow(InvalidArgumentError);
   });
 });

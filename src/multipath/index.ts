@@ -14,6 +14,8 @@ export {
   type PathNamespace,
   type PathAnaEvent,
   type PathChange,
+  type PathEvent,
+  type PathEventMap,
   type PathHealth,
   type PathErrorCounts,
   type PathEventRecord,

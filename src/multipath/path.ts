@@ -32,6 +32,7 @@ import type { AnaLog } from '../protocol/logpages.js';
 import type { AnaStateName } from '../protocol/ana.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import { classifyIoError, type PathErrorKind } from './classify.js';
+import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../host/event-channel.js';
 
 const debug = debuglog('nvmeof');
 
@@ -114,6 +115,8 @@ export interface PathOptions extends Omit<ConnectOptions, 'signal'> {
 /** The path leads somewhere else than expected (another subsystem or another namespace). The path is not used. */
 export class PathMismatchError extends ControllerError {}
 
+const PATH_EVENT_TYPES: ReadonlySet<string> = new Set(['state', 'ana', 'fail-fast', 'overflow', '*']);
+
 /** Something that happened on a path (the last one is kept for health reports). */
 export interface PathEventRecord {
   /** e.g. 'connected', 'reconnected', 'connect-failed', 'connection-lost', 'keep-alive-failed', 'reset', 'ana-change', 'io-error', 'fast-io-fail', 'ctrl-loss', 'deleted'. */
@@ -138,6 +141,12 @@ export interface PathChange {
   reason?: string;
   time: number;
 }
+
+/** What `Path.on()` and `Path.events()` deliver: a change with its kind as `type`, or an iterator's overflow. */
+export type PathEvent = { [K in PathChange['kind']]: PathChange & { kind: K; type: K } }[PathChange['kind']] | { type: 'overflow'; dropped: number; time: number };
+
+/** Each path event type with its event, plus '*': what `Path.on(type, listener)` hands a listener. */
+export type PathEventMap = { [K in PathEvent['type']]: Extract<PathEvent, { type: K }> } & { '*': PathEvent };
 
 /** Error counters of a path, by kind. */
 export interface PathErrorCounts {
@@ -233,7 +242,10 @@ export class Path {
   private readonly connectOpts: ConnectOptions;
   private readonly connectFn: (opts: ConnectOptions) => Promise<PathController>;
   private readonly prepare: PathOptions['prepare'];
-  private readonly listeners = new Set<(c: PathChange) => void>();
+  private readonly hub = new EventChannel<PathEvent, PathChange>({
+    stamp: (c) => ({ ...c, type: c.kind }) as PathEvent,
+    overflow: (dropped) => ({ type: 'overflow', dropped, time: Date.now() }),
+  });
   private readonly ana = new Map<number, { state: AnaStateName; group: number }>();
   private unsubscribeEvents: (() => void) | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -324,12 +336,28 @@ export class Path {
     return false;
   }
 
-  /** Listen for state, ANA and fail-fast changes; returns an unsubscribe function. */
+  /**
+   * Subscribe to one kind of change ('state', 'ana', 'fail-fast') or '*' for all; the listener runs synchronously.
+   * Returns a function that unsubscribes. The same idiom as Controller, DiscoveryWatcher and MultipathNamespace.
+   */
+  on<K extends keyof PathEventMap>(type: K, listener: (ev: PathEventMap[K]) => void): () => void {
+    if (!PATH_EVENT_TYPES.has(type)) throw new InvalidArgumentError(`on: unknown path event type ${JSON.stringify(type)} (one of ${[...PATH_EVENT_TYPES].join(', ')})`);
+    return this.hub.on(type as PathEvent['type'] | '*', listener as (ev: PathEvent) => void);
+  }
+
+  /**
+   * Async iterator over the changes from now on, with its own bounded queue (`highWaterMark`, default 1024) and an
+   * overflow event in place of what a slow consumer let it drop; ends when the path is deleted or `signal` aborts.
+   */
+  events(opts?: EventIteratorOptions<PathEvent['type']>): BoundedEventIterator<PathEvent> {
+    return this.hub.iterate(opts);
+  }
+
+  /** Listen for every state, ANA and fail-fast change (as `on('*')` without overflow events); returns an unsubscribe function. */
   onChange(fn: (c: PathChange) => void): () => void {
-    this.listeners.add(fn);
-    return () => {
-      this.listeners.delete(fn);
-    };
+    return this.hub.on('*', (ev) => {
+      if (ev.type !== 'overflow') fn(ev);
+    });
   }
 
   /**
@@ -415,6 +443,7 @@ export class Path {
     this.unsubscribeEvents = undefined;
     this.record('deleted', 'path closed');
     this.transition('deleted', 'closed');
+    this.hub.close();
     pending?.destroy(new ConnectionClosedError(`path ${this.id} deleted`));
     if (ctrl) {
       try {
@@ -468,13 +497,7 @@ export class Path {
   }
 
   private emit(c: PathChange): void {
-    for (const l of [...this.listeners]) {
-      try {
-        l(c);
-      } catch (err) {
-        debug('path %s: change listener threw: %s', this.id, (err as Error).message);
-      }
-    }
+    this.hub.emit(c);
   }
 
   private record(type: string, message: string): void {
