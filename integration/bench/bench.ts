@@ -103,10 +103,10 @@ async function pyclient(dir: string, port: number): Promise<Measure> {
   const script = `
 import os, random, sys, time
 sys.path.insert(0, os.path.join(${JSON.stringify(dir)}, 'src'))
-from nvmeof_client.client import NVMeoFClient
+from nvmeof_client import NVMeoFClient
 c = NVMeoFClient('127.0.0.1', ${JSON.stringify(NQN)}, port=${port})
 c.connect()
-bs = 512
+c.read_data(1, 0, 8)
 n = 0
 lat = 0.0
 end = time.time() + ${seconds}
