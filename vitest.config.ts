@@ -23,6 +23,23 @@ export default defineConfig({
       },
       {
         test: {
+          // The smoke set on Debian 12's Linux 6.1, the oldest kernel target supported (the 'kernel' project boots
+          // Linux 7.x and runs every kernel test); see integration/kernel/global-setup.ts.
+          name: 'kernel-6.1',
+          include: [
+            'integration/kernel/core.test.ts',
+            'integration/kernel/discovery.test.ts',
+            'integration/kernel/events.test.ts',
+            'integration/kernel/multipath.test.ts',
+          ],
+          globalSetup: ['integration/kernel/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
           name: 'spdk',
           include: ['integration/spdk/**/*.test.ts'],
           globalSetup: ['integration/spdk/global-setup.ts'],

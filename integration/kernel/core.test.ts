@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, ErrorCode, NvmeStatusError, type Controller, type Namespace } from '../../src/index.js';
 import { QueuePair } from '../../src/transport/index.js';
 import * as cmds from '../../src/protocol/commands.js';
-import { describeKernel } from './env.js';
+import { describeKernel, itFull } from './env.js';
 
 describeKernel('kernel nvmet: core initiator', (target) => {
   let ctrl: Controller;
@@ -70,7 +70,7 @@ describeKernel('kernel nvmet: core initiator', (target) => {
     });
   }
 
-  it('keeps 4 I/O queues x 32 commands in flight with verified random writes and reads', async () => {
+  itFull('keeps 4 I/O queues x 32 commands in flight with verified random writes and reads', async () => {
     const workers = ctrl.ioQueueCount * 32;
     const regionBlocks = Number(ns1.blocks) / workers; // each worker owns a region: no overlapping writes
     let maxInFlight = 0;
@@ -102,7 +102,7 @@ describeKernel('kernel nvmet: core initiator', (target) => {
     expect(maxInFlight).toBe(workers);
   });
 
-  it('fails a read past the end of the namespace: before sending, and with the status the target reports', async () => {
+  itFull('fails a read past the end of the namespace: before sending, and with the status the target reports', async () => {
     await expect(ns2.read(ns2.blocks - 1n, 2)).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
     // The same request sent raw reaches the target. Linux 6.1 nvmet's file backend (ns 2) range-checks the transfer
     // and completes it with the generic status Capacity Exceeded (SC 81h, from -ENOSPC); its block-device backend
@@ -116,7 +116,7 @@ describeKernel('kernel nvmet: core initiator', (target) => {
     expect((await ns2.read(0n, 1)).length).toBe(4096);
   });
 
-  it('supports flush, write zeroes and deallocate; refuses commands ONCS does not list before sending', async () => {
+  itFull('supports flush, write zeroes and deallocate; refuses commands ONCS does not list before sending', async () => {
     const lba = 100000n;
     const data = randomBytes(8 * 512);
     await ns1.write(lba, data);
@@ -135,14 +135,14 @@ describeKernel('kernel nvmet: core initiator', (target) => {
     expect(err).toMatchObject({ code: ErrorCode.STATUS, sct: 0, sc: 0x01, statusName: 'Invalid Command Opcode' });
   });
 
-  it('rejects a wrong subsystem NQN with a message naming it', async () => {
+  itFull('rejects a wrong subsystem NQN with a message naming it', async () => {
     const subnqn = 'nqn.2014-08.org.nvmexpress:nvmf-test-does-not-exist';
     const err = await connect({ host: target.host, port: target.port, subnqn, ioQueues: 0 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: ErrorCode.STATUS, sct: 1 });
     expect((err as Error).message).toContain(subnqn);
   });
 
-  it('rejects a host that is not on the allowed list, naming host and subsystem, and admits the allowed one', async () => {
+  itFull('rejects a host that is not on the allowed list, naming host and subsystem, and admits the allowed one', async () => {
     const hostnqn = 'nqn.2014-08.org.nvmexpress:uuid:11111111-2222-4333-8444-555555555555';
     const err = await connect({ host: target.host, port: target.port, subnqn: target.restrictedNqn, hostnqn, ioQueues: 0 }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: ErrorCode.STATUS, sct: 1, sc: 0x84 });
@@ -161,7 +161,7 @@ describeKernel('kernel nvmet: core initiator', (target) => {
     }
   });
 
-  it('keeps an idle connection alive past KATO with keep-alive', async () => {
+  itFull('keeps an idle connection alive past KATO with keep-alive', async () => {
     const c = await connect({ host: target.host, port: target.port, subnqn: target.openNqn, ioQueues: 1, kato: 1000 });
     try {
       await new Promise((r) => setTimeout(r, 3500));
@@ -173,7 +173,7 @@ describeKernel('kernel nvmet: core initiator', (target) => {
     }
   });
 
-  it('is dropped by the target past KATO when no keep-alive is sent (so the test above means something)', async () => {
+  itFull('is dropped by the target past KATO when no keep-alive is sent (so the test above means something)', async () => {
     const qp = await QueuePair.open({ host: target.host, port: target.port, qid: 0, depth: 4 });
     const hostid = '22222222-3333-4444-8555-666666666666';
     await qp.submit(cmds.connect({ qid: 0, sqsize: 8, kato: 1000, hostid, subnqn: target.openNqn, hostnqn: `nqn.2014-08.org.nvmexpress:uuid:${hostid}` }));
@@ -183,7 +183,7 @@ describeKernel('kernel nvmet: core initiator', (target) => {
     expect(Date.now() - t0).toBeLessThan(15000);
   });
 
-  it('closes gracefully: drains I/O, shuts the controller down, and is idempotent', async () => {
+  itFull('closes gracefully: drains I/O, shuts the controller down, and is idempotent', async () => {
     const c = await connect({ host: target.host, port: target.port, subnqn: target.openNqn, ioQueues: 2 });
     const ns = await c.namespace(2);
     const pending = Array.from({ length: 16 }, (_, i) => ns.write(BigInt(i), randomBytes(4096)));

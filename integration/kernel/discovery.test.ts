@@ -5,7 +5,7 @@
  */
 import { afterAll, expect, it } from 'vitest';
 import { discover, readDiscoveryLog, watchDiscovery, connect, type DiscoveryChangeReport, type DiscoveryWatcher } from '../../src/index.js';
-import { describeKernel } from './env.js';
+import { describeKernel, itFull } from './env.js';
 import { waitFor } from '../../test/helpers/wait.js';
 
 describeKernel('kernel nvmet: discovery', (target) => {
@@ -30,7 +30,7 @@ describeKernel('kernel nvmet: discovery', (target) => {
     expect(res.genctr).toBeGreaterThan(0n);
   });
 
-  it('lists the subsystems of a port with NUMREC-sized reads', async () => {
+  itFull('lists the subsystems of a port with NUMREC-sized reads', async () => {
     const ctrl = await connect({ host: nvme1.host, port: nvme1.port, subnqn: target.discoveryNqn, ioQueues: 0, kato: 0, events: false });
     try {
       const log = await readDiscoveryLog(ctrl);
@@ -76,7 +76,7 @@ describeKernel('kernel nvmet: discovery', (target) => {
     }
   });
 
-  it('a persistent discovery controller reports a subsystem linked to and unlinked from its port', async () => {
+  itFull('a persistent discovery controller reports a subsystem linked to and unlinked from its port', async () => {
     let w: DiscoveryWatcher | undefined;
     try {
       w = await watchDiscovery({ host: nvme2.host, port: nvme2.port, kato: 10_000, connectTimeout: 30_000 });

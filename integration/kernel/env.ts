@@ -1,27 +1,46 @@
 /**
  * Test-side access to the kernel target started by global-setup.ts: `kernelTargetFromInject()` for the target's
- * coordinates plus a control-channel client, and `describeKernel()`, a describe block that is skipped (with its
- * tests listed as skipped) when the target is unavailable outside CI.
+ * coordinates plus a control-channel client, and `describeKernel()`, a describe block named after the kernel it runs
+ * on, skipped (with its tests listed as skipped) when the target is unavailable outside CI.
+ *
+ * Two vitest projects use this: 'kernel' (Linux 7.x from trixie-backports, the whole suite) and 'kernel-6.1'
+ * (Debian 12's Linux 6.1, the smoke set). Tests outside the smoke set are declared with `itFull`, which registers
+ * them only where the whole suite runs.
  *
  * Topology (guest/nvmet-setup.sh): nvmet port 1 (guest 4420: open, restricted, multipath; refers to port 2),
  * port 2 (4421: multipath), port 3 (8009: discovery only, refers to ports 1 and 2). Tests that follow discovery
  * log entries need `discoveryReachable` (TAP mode, inside in-netns.sh's namespace): call
  * `target.skipUnlessReachable(ctx)` first.
  */
-import { describe, inject } from 'vitest';
-import type { TestContext } from 'vitest';
+import { describe, inject, it } from 'vitest';
+import type { TestContext, TestFunction } from 'vitest';
 import { guestExec, readConsole } from './qemu-target.js';
 import type { ExecOptions, ExecResult, KernelTarget, TargetPorts } from './qemu-target.js';
 
 export type { AnaGroupInfo, AnaStateName, TargetPort, TargetPorts } from './qemu-target.js';
 
+/** 'full': the project runs every kernel test; 'smoke': only the smoke set (tests not declared with `itFull`). */
+export type KernelSuite = 'full' | 'smoke';
+
 /** Serialisable description of the target, provided by global-setup.ts under the key 'kernelTarget'. */
 export type KernelTargetInfo =
-  | ({ available: true } & Omit<KernelTarget, 'exec' | 'stop' | 'consoleLog'> & {
+  | ({ available: true; suite: KernelSuite } & Omit<KernelTarget, 'exec' | 'stop' | 'consoleLog'> & {
       /** Path of the guest's serial console log. */
       consoleLog: string;
     })
-  | { available: false; reason: string };
+  | { available: false; reason: string; suite: KernelSuite };
+
+/** DH-HMAC-CHAP settings of one host on the kernel target (nvmet configfs `hosts/<hostnqn>/dhchap_*`). */
+export interface DhchapHostConfig {
+  /** The host's secret, `DHHC-1:<hh>:<base64>:` (configfs `dhchap_key`); '' clears it. */
+  key?: string;
+  /** The controller's secret for bidirectional authentication (`dhchap_ctrl_key`); '' clears it. */
+  ctrlKey?: string;
+  /** Hash function (`dhchap_hash`): 'hmac(sha256)', 'hmac(sha384)' or 'hmac(sha512)'. */
+  hash?: 'hmac(sha256)' | 'hmac(sha384)' | 'hmac(sha512)';
+  /** DH group (`dhchap_dhgroup`): 'null' (no DH exchange) or an RFC 7919 group. */
+  dhgroup?: 'null' | 'ffdhe2048' | 'ffdhe3072' | 'ffdhe4096' | 'ffdhe6144' | 'ffdhe8192';
+}
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -31,6 +50,8 @@ declare module 'vitest' {
 
 /** What a kernel test gets: the target's coordinates and a way to run commands in the guest. */
 export type KernelTargetEnv = Omit<Extract<KernelTargetInfo, { available: true }>, 'available'> & {
+  /** 'Linux <release>': how test titles and messages name the kernel. */
+  label: string;
   /** Runs `cmd` with the guest's /bin/sh (stdin /dev/null). */
   exec(cmd: string, opts?: ExecOptions): Promise<ExecResult>;
   /** The guest console log so far (kernel messages such as nvmet's "creating nvm controller"). */
@@ -42,6 +63,25 @@ export type KernelTargetEnv = Omit<Extract<KernelTargetInfo, { available: true }
   nvmetCtl(...args: Array<string | number>): Promise<string>;
   /** Skips the running test (with the reason) unless discovery log addresses are reachable (TAP mode). */
   skipUnlessReachable(ctx: Pick<TestContext, 'skip'>): void;
+  /**
+   * Creates subsystem `nqn` (no namespace, on no port; `nvmet-ctl subsys-add`). `allowAnyHost` defaults to true;
+   * with false only the hosts given to {@link allowHost} may connect.
+   */
+  addSubsystem(nqn: string, opts?: { allowAnyHost?: boolean }): Promise<void>;
+  /** Removes subsystem `nqn`: unlinked from every port, its namespaces and allowed-host links removed. */
+  removeSubsystem(nqn: string): Promise<void>;
+  /** Lets `hostnqn` connect to subsystem `subnqn` (creating the host entry when missing). */
+  allowHost(subnqn: string, hostnqn: string): Promise<void>;
+  /** Takes `hostnqn` off the allowed hosts of `subnqn`. */
+  disallowHost(subnqn: string, hostnqn: string): Promise<void>;
+  /**
+   * Sets the DH-HMAC-CHAP attributes of host `hostnqn` (creating its entry when missing); fields left out keep their
+   * values. Secrets never appear in the command's error messages. Needs a kernel with in-band authentication
+   * (7.x; Linux 6.1 nvmet has none and this rejects).
+   */
+  setHostAuth(hostnqn: string, config: DhchapHostConfig): Promise<void>;
+  /** Removes host entry `hostnqn` (from every subsystem's allowed hosts first). */
+  removeHost(hostnqn: string): Promise<void>;
 };
 
 /** Quotes `s` for a POSIX shell. */
@@ -57,6 +97,48 @@ function makeNvmetCtl(exec: KernelTargetEnv['exec']): KernelTargetEnv['nvmetCtl'
       throw new Error(`${cmd} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
     }
     return r.stdout.trim();
+  };
+}
+
+/** nvmet-ctl wrapper for commands whose arguments hold secrets: errors name the command, never its arguments. */
+function makeSecretCtl(exec: KernelTargetEnv['exec']): (sub: string, ...args: string[]) => Promise<string> {
+  return async (sub, ...args) => {
+    const r = await exec(['nvmet-ctl', sub, ...args.map(shq)].join(' '), { secret: true });
+    if (r.code !== 0) throw new Error(`nvmet-ctl ${sub} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim()}`);
+    return r.stdout.trim();
+  };
+}
+
+/** The subsystem, host and authentication helpers of {@link KernelTargetEnv}, over `nvmet-ctl`. */
+function makeConfigHelpers(
+  exec: KernelTargetEnv['exec'],
+  ctl: KernelTargetEnv['nvmetCtl'],
+): Pick<KernelTargetEnv, 'addSubsystem' | 'removeSubsystem' | 'allowHost' | 'disallowHost' | 'setHostAuth' | 'removeHost'> {
+  const secretCtl = makeSecretCtl(exec);
+  return {
+    addSubsystem: async (nqn, opts = {}) => {
+      await ctl('subsys-add', nqn, opts.allowAnyHost === false ? 0 : 1);
+    },
+    removeSubsystem: async (nqn) => {
+      await ctl('subsys-del', nqn);
+    },
+    allowHost: async (subnqn, hostnqn) => {
+      await ctl('allow-host', subnqn, hostnqn);
+    },
+    disallowHost: async (subnqn, hostnqn) => {
+      await ctl('disallow-host', subnqn, hostnqn);
+    },
+    setHostAuth: async (hostnqn, config) => {
+      const args: string[] = [];
+      if (config.key !== undefined) args.push(`key=${config.key}`);
+      if (config.ctrlKey !== undefined) args.push(`ctrl_key=${config.ctrlKey}`);
+      if (config.hash !== undefined) args.push(`hash=${config.hash}`);
+      if (config.dhgroup !== undefined) args.push(`dhgroup=${config.dhgroup}`);
+      await secretCtl('host-auth', hostnqn, ...args);
+    },
+    removeHost: async (hostnqn) => {
+      await ctl('host-del', hostnqn);
+    },
   };
 }
 
@@ -82,18 +164,41 @@ export function kernelTargetFromInject(): KernelTargetEnv | null {
   if (!info || !info.available) return null;
   const { available: _available, ...rest } = info;
   const exec: KernelTargetEnv['exec'] = (cmd, opts) => guestExec(rest.host, rest.ctlPort, cmd, opts);
+  const nvmetCtl = makeNvmetCtl(exec);
   return {
     ...rest,
+    label: `Linux ${rest.kernelVersion}`,
     exec,
     readConsole: () => readConsole({ consoleLog: () => rest.consoleLog }),
-    nvmetCtl: makeNvmetCtl(exec),
+    nvmetCtl,
     skipUnlessReachable: makeSkipUnlessReachable(rest),
+    ...makeConfigHelpers(exec, nvmetCtl),
   };
+}
+
+/** The suite of the running project ('full' when the target description is missing). */
+function currentSuite(): KernelSuite {
+  try {
+    return inject('kernelTarget').suite;
+  } catch {
+    return 'full';
+  }
+}
+
+/**
+ * `it` for a kernel test outside the smoke set: registered only in the project that runs the whole suite
+ * ('kernel'); the smoke project ('kernel-6.1') does not declare it at all.
+ */
+export function itFull(name: string, fn: TestFunction, timeout?: number): void {
+  if (currentSuite() === 'full') it(name, fn, timeout);
 }
 
 /** Stand-in passed to skipped suites, so their bodies can read fields while being collected. */
 const unavailablePort = (portid: number): TargetPorts['nvme1'] => ({ portid, guestPort: 0, host: '127.0.0.1', port: 0 });
 const UNAVAILABLE: KernelTargetEnv = {
+  suite: 'full',
+  kernel: 'backports',
+  label: 'kernel unavailable',
   host: '127.0.0.1',
   port: 0,
   ctlPort: 0,
@@ -116,14 +221,21 @@ const UNAVAILABLE: KernelTargetEnv = {
   readConsole: () => '',
   nvmetCtl: () => Promise.reject(new Error('kernel nvmet target unavailable')),
   skipUnlessReachable: (ctx) => ctx.skip('kernel nvmet target unavailable'),
+  addSubsystem: () => Promise.reject(new Error('kernel nvmet target unavailable')),
+  removeSubsystem: () => Promise.reject(new Error('kernel nvmet target unavailable')),
+  allowHost: () => Promise.reject(new Error('kernel nvmet target unavailable')),
+  disallowHost: () => Promise.reject(new Error('kernel nvmet target unavailable')),
+  setHostAuth: () => Promise.reject(new Error('kernel nvmet target unavailable')),
+  removeHost: () => Promise.reject(new Error('kernel nvmet target unavailable')),
 };
 
 /**
- * `describe` for tests against the kernel target: `fn` receives the target. When the target is unavailable the
- * suite is skipped (its tests are reported as skipped; `fn` still runs for collection, with a stand-in target).
+ * `describe` for tests against the kernel target: `fn` receives the target, and the block's title ends with the
+ * kernel it runs on ("... [Linux 7.3.4+deb13-amd64]"). When the target is unavailable the suite is skipped (its
+ * tests are reported as skipped; `fn` still runs for collection, with a stand-in target).
  */
 export function describeKernel(name: string, fn: (target: KernelTargetEnv) => void): void {
   const target = kernelTargetFromInject();
-  if (target) describe(name, () => fn(target));
-  else describe.skip(name, () => fn(UNAVAILABLE));
+  if (target) describe(`${name} [${target.label}]`, () => fn(target));
+  else describe.skip(`${name} [kernel unavailable]`, () => fn(UNAVAILABLE));
 }

@@ -7,7 +7,7 @@
 import { Buffer } from 'node:buffer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AsyncEventConfig, connect, NvmeStatusError, type Controller, type ControllerEvent, type Namespace } from '../../src/index.js';
-import { describeKernel } from './env.js';
+import { describeKernel, itFull } from './env.js';
 import { waitFor } from '../../test/helpers/wait.js';
 
 describeKernel('kernel nvmet: asynchronous events and ANA', (target) => {
@@ -38,7 +38,7 @@ describeKernel('kernel nvmet: asynchronous events and ANA', (target) => {
     expect(Date.now() - started).toBeLessThan(30_000);
   });
 
-  it('enables the events nvmet supports and keeps AERL + 1 AERs outstanding', () => {
+  itFull('enables the events nvmet supports and keeps AERL + 1 AERs outstanding', () => {
     const id = mp.identity;
     expect(id.decoded.cmic.anaReporting).toBe(true);
     expect(id.decoded.oaes).toMatchObject({ namespaceAttribute: true, ana: true });
@@ -87,7 +87,7 @@ describeKernel('kernel nvmet: asynchronous events and ANA', (target) => {
     expect(mp.asyncEvents!.outstanding).toBe(mp.asyncEvents!.limit);
   });
 
-  it('I/O that meets ANA Transition waits and completes once the group settles', async () => {
+  itFull('I/O that meets ANA Transition waits and completes once the group settles', async () => {
     restore.push(() => target.nvmetCtl('ana', port.portid, group.grpid, group.initialState.nvme1));
     const data = Buffer.alloc(4096, 0x5a);
     await ns.write(8, data);
@@ -106,7 +106,7 @@ describeKernel('kernel nvmet: asynchronous events and ANA', (target) => {
     expect(mpEvents.slice(from).filter((e) => e.type === 'ana-change').length).toBeGreaterThanOrEqual(2);
   });
 
-  it('adding a namespace in the guest produces a namespace-changed event listing it; removing it too', async () => {
+  itFull('adding a namespace in the guest produces a namespace-changed event listing it; removing it too', async () => {
     const NEW = 9;
     expect(await open.activeNamespaceIds()).not.toContain(NEW);
     restore.push(() => target.nvmetCtl('ns-del', target.openNqn, NEW));

@@ -194,8 +194,9 @@ describeKernel('kernel target harness', (target) => {
       [
         'modprobe nvme-tcp',
         `echo "${connect}" >/dev/nvme-fabrics`,
-        'for i in $(seq 50); do [ -e /sys/block/nvme0n2 ] && break; sleep 0.1; done',
-        'for n in 1 2; do d=/sys/block/nvme0n$n; echo "$n $(cat $d/queue/logical_block_size) $(cat $d/size)"; done',
+        'for i in $(seq 50); do [ -e /sys/block/nvme0n1 ] && [ -e /sys/block/nvme0n2 ] && break; sleep 0.1; done',
+        // Block device names follow the order the namespaces were scanned in (asynchronous on 7.x): go by nsid.
+        'for d in /sys/block/nvme0n*; do echo "$(cat $d/nsid) $(cat $d/queue/logical_block_size) $(cat $d/size)"; done | sort -n',
         'echo 1 >/sys/class/nvme/nvme0/delete_controller',
       ].join(' && '),
     );

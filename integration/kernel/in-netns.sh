@@ -3,14 +3,17 @@
 #
 # Usage: integration/kernel/in-netns.sh <command> [args...]
 #
-# As root: creates the namespace nvmeof-<pid>, sets its loopback up, creates the TAP device nvtap0 in it with
-# address $NVMEOF_NETNS_SUBNET.1/24 (default subnet 10.213.77, a private /24 that exists only inside this
-# namespace), and runs the command there with these variables exported:
+# As root: creates the namespace nvmeof-<pid>, sets its loopback up, creates two TAP devices in it, one per kernel
+# target guest: nvtap0 with address $NVMEOF_NETNS_SUBNET.1/24 (link 1, default subnet 10.213.77) and nvtap1 with
+# $NVMEOF_NETNS_SUBNET_2.1/24 (link 2, default 10.213.78), private /24s that exist only inside this namespace, and
+# runs the command there with these variables exported:
 #   NVMEOF_NETNS            name of the namespace
 #   NVMEOF_TAP              TAP device for QEMU (-netdev tap,ifname=$NVMEOF_TAP,script=no,downscript=no)
 #   NVMEOF_TAP_HOST_ADDR    the namespace's address on the TAP link (10.213.77.1)
 #   NVMEOF_GUEST_ADDR       the address the guest takes on that link (10.213.77.2)
 #   NVMEOF_NET_PREFIXLEN    prefix length of the link (24)
+#   NVMEOF_TAP_2, NVMEOF_TAP_HOST_ADDR_2, NVMEOF_GUEST_ADDR_2, NVMEOF_NET_PREFIXLEN_2   the same for link 2
+# (link 1 serves the Linux 7.x guest of the 'kernel' project, link 2 the Linux 6.1 guest of 'kernel-6.1').
 # The namespace (and with it the TAP device) is always removed when the command ends, and processes the command
 # left running in it are killed. The command's exit status is returned; signals to this script are passed on.
 #
@@ -49,10 +52,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 command -v ip >/dev/null || unavailable "the ip command (iproute2) is missing; integration/kernel/prepare.sh installs it"
 
 subnet=${NVMEOF_NETNS_SUBNET:-10.213.77}
+subnet2=${NVMEOF_NETNS_SUBNET_2:-10.213.78}
 ns="nvmeof-$$"
 tap=nvtap0
+tap2=nvtap1
 host_addr="$subnet.1"
 guest_addr="$subnet.2"
+host_addr2="$subnet2.1"
+guest_addr2="$subnet2.2"
 prefixlen=24
 
 # remove_ns NAME: stop the processes left in namespace NAME, delete its TAP device and the namespace.
@@ -70,6 +77,7 @@ remove_ns() {
     for pid in $(ip netns pids "$1" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
   fi
   ip -n "$1" link del "$tap" 2>/dev/null || true
+  ip -n "$1" link del "$tap2" 2>/dev/null || true
   ip netns del "$1" 2>/dev/null || echo "in-netns: warning: could not delete network namespace $1" >&2
 }
 cleanup() { remove_ns "$ns"; }
@@ -96,7 +104,10 @@ setup_err=$(
     ip -n "$ns" link set lo up &&
       ip -n "$ns" tuntap add dev "$tap" mode tap &&
       ip -n "$ns" addr add "$host_addr/$prefixlen" dev "$tap" &&
-      ip -n "$ns" link set "$tap" up
+      ip -n "$ns" link set "$tap" up &&
+      ip -n "$ns" tuntap add dev "$tap2" mode tap &&
+      ip -n "$ns" addr add "$host_addr2/$prefixlen" dev "$tap2" &&
+      ip -n "$ns" link set "$tap2" up
   } 2>&1
 ) || {
   cleanup
@@ -105,7 +116,8 @@ setup_err=$(
 }
 
 export NVMEOF_NETNS="$ns" NVMEOF_TAP="$tap" NVMEOF_TAP_HOST_ADDR="$host_addr" NVMEOF_GUEST_ADDR="$guest_addr" \
-  NVMEOF_NET_PREFIXLEN="$prefixlen"
+  NVMEOF_NET_PREFIXLEN="$prefixlen" NVMEOF_TAP_2="$tap2" NVMEOF_TAP_HOST_ADDR_2="$host_addr2" \
+  NVMEOF_GUEST_ADDR_2="$guest_addr2" NVMEOF_NET_PREFIXLEN_2="$prefixlen"
 unset NVMEOF_NETNS_UNAVAILABLE
 
 # Run in the background (stdin kept) and wait, so that signals sent to this script reach the command as well.

@@ -1,5 +1,5 @@
 /**
- * The Linux kernel NVMe/TCP target (nvmet-tcp) for integration tests: Debian's kernel booted under QEMU (TCG)
+ * The Linux kernel NVMe/TCP target (nvmet-tcp) for integration tests: a Debian kernel booted under QEMU (TCG)
  * with a busybox initramfs that builds a fixed nvmet topology (see guest/nvmet-setup.sh) and serves a shell
  * control channel on guest port 5555 (with /bin/nvmet-ctl to change the topology at run time).
  *
@@ -10,8 +10,12 @@
  * - user (otherwise): QEMU user-mode networking forwards each guest port to an ephemeral port on 127.0.0.1.
  *   Discovery log entries then carry the guest's own address (10.0.2.15), which the host cannot reach.
  *
+ * Two kernels (see {@link KernelKind}): the newest Linux of Debian trixie-backports (7.x: reservations,
+ * DH-HMAC-CHAP) and Debian 12's own Linux 6.1, the oldest target the library supports. Each has its own TAP link
+ * (link 1 and link 2 of in-netns.sh), so both guests can run at once.
+ *
  * Node built-ins only. `prepare.sh` (run on every start; fast when the cache is current) installs the host
- * packages and builds the kernel + initramfs cache.
+ * packages and builds the kernel + initramfs caches.
  */
 import { spawn, execFile } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -73,6 +77,17 @@ export const MULTIPATH_ANA_GROUPS: readonly AnaGroupInfo[] = [
   { grpid: 3, nsids: [2], initialState: { nvme1: 'non-optimized', nvme2: 'optimized' } },
 ];
 
+/**
+ * Which kernel a target boots: 'backports' = the newest linux-image-amd64 of Debian trixie-backports (Linux 7.x,
+ * cache `<cache>/backports`), 'debian' = Debian 12's linux-image-amd64 (Linux 6.1, cache `<cache>`).
+ */
+export type KernelKind = 'backports' | 'debian';
+
+/** The cache directory of `kind` under the cache root that prepare.sh fills. */
+export function kernelCacheDir(kind: KernelKind, cacheRoot: string = DEFAULT_CACHE_DIR): string {
+  return kind === 'backports' ? path.join(cacheRoot, 'backports') : cacheRoot;
+}
+
 /** An nvmet port and how the tests reach it. */
 export interface TargetPort {
   /** nvmet port ID: configfs `ports/<portid>`, `nvmet-ctl` port argument, PORTID in discovery log entries. */
@@ -110,22 +125,25 @@ export interface TapNetwork {
 }
 
 /**
- * The TAP link described by in-netns.sh's environment (NVMEOF_TAP, NVMEOF_TAP_HOST_ADDR, NVMEOF_GUEST_ADDR,
- * NVMEOF_NET_PREFIXLEN, NVMEOF_NETNS), or null when NVMEOF_TAP is unset.
+ * The TAP link described by in-netns.sh's environment, or null when its TAP variable is unset. Link 1: NVMEOF_TAP,
+ * NVMEOF_TAP_HOST_ADDR, NVMEOF_GUEST_ADDR, NVMEOF_NET_PREFIXLEN; link 2: the same names with the suffix `_2`;
+ * both: NVMEOF_NETNS.
  */
-export function tapNetworkFromEnv(env: NodeJS.ProcessEnv = process.env): TapNetwork | null {
-  const tap = env.NVMEOF_TAP;
+export function tapNetworkFromEnv(env: NodeJS.ProcessEnv = process.env, link: 1 | 2 = 1): TapNetwork | null {
+  const sfx = link === 1 ? '' : `_${link}`;
+  const tap = env[`NVMEOF_TAP${sfx}`];
   if (!tap) return null;
-  const guestAddr = env.NVMEOF_GUEST_ADDR;
-  const hostAddr = env.NVMEOF_TAP_HOST_ADDR;
+  const guestAddr = env[`NVMEOF_GUEST_ADDR${sfx}`];
+  const hostAddr = env[`NVMEOF_TAP_HOST_ADDR${sfx}`];
   if (!guestAddr || !hostAddr || !net.isIPv4(guestAddr) || !net.isIPv4(hostAddr)) {
     throw new KernelTargetError(
-      `NVMEOF_TAP=${tap} needs IPv4 NVMEOF_GUEST_ADDR and NVMEOF_TAP_HOST_ADDR (got ${JSON.stringify(guestAddr)}, ${JSON.stringify(hostAddr)})`,
+      `NVMEOF_TAP${sfx}=${tap} needs IPv4 NVMEOF_GUEST_ADDR${sfx} and NVMEOF_TAP_HOST_ADDR${sfx} (got ${JSON.stringify(guestAddr)}, ${JSON.stringify(hostAddr)})`,
     );
   }
-  const prefixLen = Number(env.NVMEOF_NET_PREFIXLEN ?? 24);
+  const rawPrefix = env[`NVMEOF_NET_PREFIXLEN${sfx}`];
+  const prefixLen = Number(rawPrefix ?? 24);
   if (!Number.isInteger(prefixLen) || prefixLen < 8 || prefixLen > 30) {
-    throw new KernelTargetError(`NVMEOF_NET_PREFIXLEN must be 8..30, got ${JSON.stringify(env.NVMEOF_NET_PREFIXLEN)}`);
+    throw new KernelTargetError(`NVMEOF_NET_PREFIXLEN${sfx} must be 8..30, got ${JSON.stringify(rawPrefix)}`);
   }
   return { tap, netns: env.NVMEOF_NETNS || null, hostAddr, guestAddr, prefixLen };
 }
@@ -147,10 +165,14 @@ export interface ExecResult {
 export interface ExecOptions {
   /** Time limit for the whole exchange; default 60 s. */
   timeoutMs?: number;
+  /** The command carries a secret (a key): error messages do not quote it. */
+  secret?: boolean;
 }
 
 /** A running kernel target. */
 export interface KernelTarget {
+  /** Which kernel it runs. */
+  kernel: KernelKind;
   /** Address of nvmet port 1 (= `ports.nvme1.host`): the guest address (TAP) or '127.0.0.1' (user mode). */
   host: string;
   /** TCP port of nvmet port 1 (= `ports.nvme1.port`): 4420 (TAP) or a forwarded loopback port (user mode). */
@@ -191,6 +213,9 @@ export interface KernelTarget {
 
 /** Options for {@link startKernelTarget}. */
 export interface StartKernelTargetOptions {
+  /** Which kernel to boot; default 'backports'. */
+  kernel?: KernelKind;
+  /** Cache root that prepare.sh fills (the kernel's own cache is {@link kernelCacheDir} under it). */
   cacheDir?: string;
   /** Time limit from spawning QEMU to ready; default 120 s. */
   bootTimeoutMs?: number;
@@ -198,9 +223,11 @@ export interface StartKernelTargetOptions {
   memoryMiB?: number;
   /**
    * 'user' for user-mode networking, or a TAP link; default: the link in-netns.sh describes in the environment
-   * ({@link tapNetworkFromEnv}), else user-mode networking.
+   * ({@link tapNetworkFromEnv}, link `tapLink`), else user-mode networking.
    */
   network?: 'user' | TapNetwork;
+  /** Which TAP link of in-netns.sh to use by default; default 1 for 'backports', 2 for 'debian'. */
+  tapLink?: 1 | 2;
 }
 
 /** Thrown when the target cannot be prepared or started. The message's first line says why. */
@@ -247,7 +274,7 @@ export async function guestExec(host: string, ctlPort: number, cmd: string, opts
   return withSlot(`${host}:${ctlPort}`, async () => {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await execOnce(host, ctlPort, cmd, Math.max(1, deadline - Date.now()), timeoutMs);
+        return await execOnce(host, ctlPort, cmd, Math.max(1, deadline - Date.now()), timeoutMs, opts);
       } catch (e) {
         if (!(e instanceof NotServedError) || attempt >= 20 || Date.now() + 100 >= deadline) throw e;
         await sleep(Math.min(50 * attempt, 500));
@@ -256,7 +283,7 @@ export async function guestExec(host: string, ctlPort: number, cmd: string, opts
   });
 }
 
-function execOnce(host: string, ctlPort: number, cmd: string, remainingMs: number, timeoutMs: number): Promise<ExecResult> {
+function execOnce(host: string, ctlPort: number, cmd: string, remainingMs: number, timeoutMs: number, opts: ExecOptions): Promise<ExecResult> {
   const token = randomBytes(8).toString('hex');
   const marker = `__NVMEOF_RESULT_${token}__`;
   const delim = `__NVMEOF_CMD_${token}__`;
@@ -272,7 +299,9 @@ function execOnce(host: string, ctlPort: number, cmd: string, remainingMs: numbe
     `cat ${t}.out ${t}.err\n` +
     `rm -f ${t}.sh ${t}.out ${t}.err\n` +
     `exit 0\n`;
-  const what = `guest exec ${JSON.stringify(cmd.length > 200 ? `${cmd.slice(0, 200)}...` : cmd)}`;
+  const what = opts.secret
+    ? 'guest exec (command not shown: it carries a secret)'
+    : `guest exec ${JSON.stringify(cmd.length > 200 ? `${cmd.slice(0, 200)}...` : cmd)}`;
 
   return new Promise<ExecResult>((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -387,11 +416,15 @@ export function probeNvmeTcp(host: string, port: number, timeoutMs = 10_000): Pr
 // Prepare and start
 // ---------------------------------------------------------------------------------------------------------------
 
-/** Runs prepare.sh (install missing packages, build or reuse the cache). Resolves with its log lines. */
-export function prepareKernelTarget(cacheDir: string = DEFAULT_CACHE_DIR): Promise<string> {
+/**
+ * Runs prepare.sh (install missing packages, build or reuse the cache of `kernels`, default both). Resolves with its
+ * log lines.
+ */
+export function prepareKernelTarget(cacheDir: string = DEFAULT_CACHE_DIR, kernels: KernelKind[] = ['debian', 'backports']): Promise<string> {
   const script = path.join(HERE, 'prepare.sh');
+  const env = { ...process.env, NVMEOF_KERNELS: kernels.join(' ') };
   return new Promise((resolve, reject) => {
-    execFile('bash', [script, cacheDir], { maxBuffer: 16 * 1024 * 1024, timeout: 600_000 }, (err, stdout, stderr) => {
+    execFile('bash', [script, cacheDir], { env, maxBuffer: 16 * 1024 * 1024, timeout: 600_000 }, (err, stdout, stderr) => {
       const out = `${stdout}${stderr}`.trim();
       if (err) {
         const lines = out.split('\n').filter((l) => l.trim() !== '');
@@ -488,10 +521,12 @@ async function freePorts(n: number): Promise<number[]> {
  * fails or the boot time limit passes. The QEMU process dies with this Node process.
  */
 export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Promise<KernelTarget> {
-  const cacheDir = opts.cacheDir ?? DEFAULT_CACHE_DIR;
+  const kind = opts.kernel ?? 'backports';
+  const cacheRoot = opts.cacheDir ?? DEFAULT_CACHE_DIR;
+  const cacheDir = kernelCacheDir(kind, cacheRoot);
   const bootTimeoutMs = opts.bootTimeoutMs ?? 120_000;
   const memoryMiB = opts.memoryMiB ?? 512;
-  const tapNet = opts.network === 'user' ? null : (opts.network ?? tapNetworkFromEnv());
+  const tapNet = opts.network === 'user' ? null : (opts.network ?? tapNetworkFromEnv(process.env, opts.tapLink ?? (kind === 'backports' ? 1 : 2)));
   const userNetReason = tapNet
     ? ''
     : opts.network === 'user'
@@ -501,11 +536,17 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
         : 'not started through integration/kernel/in-netns.sh (NVMEOF_TAP unset)';
   const guestAddr = tapNet ? tapNet.guestAddr : USER_NET_GUEST_ADDR;
 
-  await prepareKernelTarget(cacheDir);
+  await prepareKernelTarget(cacheRoot, [kind]);
   const qemuBin = findExecutable('qemu-system-x86_64');
   if (!qemuBin) throw new KernelTargetError('qemu-system-x86_64 not found after prepare.sh');
 
-  const tmp = mkdtempSync(path.join(tmpdir(), 'nvmeof-kernel-'));
+  const tmp = mkdtempSync(path.join(tmpdir(), `nvmeof-kernel-${kind}-`));
+  let kernelLabel: string = kind;
+  try {
+    kernelLabel = `Linux ${readFileSync(path.join(cacheDir, 'kernel-version'), 'utf8').trim()} (${kind})`;
+  } catch {
+    // prepare.sh succeeded, so the file is there; the kind alone still names the kernel
+  }
   const consolePath = path.join(tmp, 'console.log');
   const stderrPath = path.join(tmp, 'qemu-stderr.log');
   const setpriv = findExecutable('setpriv');
@@ -525,7 +566,7 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
       };
       netArgs = [
         '-netdev', `tap,id=n0,ifname=${tapNet.tap},script=no,downscript=no`,
-        '-device', 'virtio-net-pci,netdev=n0,mac=52:54:00:6e:76:02',
+        '-device', `virtio-net-pci,netdev=n0,mac=52:54:00:6e:76:${kind === 'backports' ? '02' : '03'}`,
       ];
       ipArgs = `guest_ip=${tapNet.guestAddr}/${tapNet.prefixLen} guest_gw=none`;
     } else {
@@ -541,7 +582,7 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
       ipArgs = `guest_ip=${USER_NET_GUEST_ADDR}/24 guest_gw=10.0.2.2`;
     }
     const args = [
-      '-name', 'nvmeof-kernel-target',
+      '-name', `nvmeof-kernel-target-${kind}`,
       '-accel', 'tcg', '-M', 'pc', '-cpu', 'max', '-smp', '1', '-m', String(memoryMiB),
       '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
       '-kernel', path.join(cacheDir, 'vmlinuz'),
@@ -574,7 +615,7 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
     const qemuErr = readTail(stderrPath, 4096).trim();
     const consoleTail = tail(readTail(consolePath).trimEnd(), 40);
     return new KernelTargetError(
-      `${why}\n` +
+      `${why} [kernel: ${kernelLabel}]\n` +
         (qemuErr ? `--- qemu stderr ---\n${qemuErr}\n` : '') +
         `--- console tail (${consolePath}) ---\n${consoleTail || '(empty)'}`,
     );
@@ -667,6 +708,7 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
   const port = (portid: number, guestPort: number, hostPort: number): TargetPort => ({ portid, guestPort, host: b.host, port: hostPort });
   let stopped: Promise<void> | null = null;
   return {
+    kernel: kind,
     host: b.host,
     port: b.port,
     ctlPort: b.ctlPort,
