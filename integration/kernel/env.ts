@@ -12,6 +12,7 @@
  * log entries need `discoveryReachable` (TAP mode, inside in-netns.sh's namespace): call
  * `target.skipUnlessReachable(ctx)` first.
  */
+import { Buffer } from 'node:buffer';
 import { describe, inject, it } from 'vitest';
 import type { TestContext, TestFunction } from 'vitest';
 import { guestExec, readConsole } from './qemu-target.js';
@@ -82,6 +83,19 @@ export type KernelTargetEnv = Omit<Extract<KernelTargetInfo, { available: true }
   setHostAuth(hostnqn: string, config: DhchapHostConfig): Promise<void>;
   /** Removes host entry `hostnqn` (from every subsystem's allowed hosts first). */
   removeHost(hostnqn: string): Promise<void>;
+  /**
+   * Adds nvmet port `portid` on guest TCP port `trsvcid` that requires TLS 1.3 (`addr_tsas` tls1.3, handshakes by
+   * tlshd in the guest); link a subsystem to it (`nvmetCtl('link', portid, nqn)`) to make it listen. Linux 7.x guests
+   * only. Reachable from the tests in TAP mode (no port forward exists for it in user mode).
+   */
+  addTlsPort(portid: number, trsvcid: number): Promise<void>;
+  /** Removes port `portid` (its subsystem links and referrals first). */
+  removePort(portid: number): Promise<void>;
+  /**
+   * Puts a TLS PSK into the guest kernel's .nvme keyring under `identity` (e.g. "NVMe0R01 <hostnqn> <subnqn>"), where
+   * tlshd finds it for the handshake. The key never appears in error messages.
+   */
+  addPsk(identity: string, psk: Uint8Array): Promise<void>;
 };
 
 /** Quotes `s` for a POSIX shell. */
@@ -113,7 +127,10 @@ function makeSecretCtl(exec: KernelTargetEnv['exec']): (sub: string, ...args: st
 function makeConfigHelpers(
   exec: KernelTargetEnv['exec'],
   ctl: KernelTargetEnv['nvmetCtl'],
-): Pick<KernelTargetEnv, 'addSubsystem' | 'removeSubsystem' | 'allowHost' | 'disallowHost' | 'setHostAuth' | 'removeHost'> {
+): Pick<
+  KernelTargetEnv,
+  'addSubsystem' | 'removeSubsystem' | 'allowHost' | 'disallowHost' | 'setHostAuth' | 'removeHost' | 'addTlsPort' | 'removePort' | 'addPsk'
+> {
   const secretCtl = makeSecretCtl(exec);
   return {
     addSubsystem: async (nqn, opts = {}) => {
@@ -138,6 +155,15 @@ function makeConfigHelpers(
     },
     removeHost: async (hostnqn) => {
       await ctl('host-del', hostnqn);
+    },
+    addTlsPort: async (portid, trsvcid) => {
+      await ctl('tls-port-add', portid, trsvcid);
+    },
+    removePort: async (portid) => {
+      await ctl('port-del', portid);
+    },
+    addPsk: async (identity, psk) => {
+      await secretCtl('psk-add', identity, Buffer.from(psk).toString('hex'));
     },
   };
 }
@@ -227,6 +253,9 @@ const UNAVAILABLE: KernelTargetEnv = {
   disallowHost: () => Promise.reject(new Error('kernel nvmet target unavailable')),
   setHostAuth: () => Promise.reject(new Error('kernel nvmet target unavailable')),
   removeHost: () => Promise.reject(new Error('kernel nvmet target unavailable')),
+  addTlsPort: () => Promise.reject(new Error('kernel nvmet target unavailable')),
+  removePort: () => Promise.reject(new Error('kernel nvmet target unavailable')),
+  addPsk: () => Promise.reject(new Error('kernel nvmet target unavailable')),
 };
 
 /**

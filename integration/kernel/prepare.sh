@@ -70,17 +70,21 @@ debian_mirror() {
   echo "${m%/}"
 }
 
-# backports_apt DIR: set apt_opts to a private apt state in DIR for trixie-backports, refreshing its package lists
-# when they are missing or older than the machine's (someone ran apt-get update since). Without network (inside the
-# test network namespace) a refresh fails quietly and the lists already there are used.
+# backports_apt DIR: set apt_opts to a private apt state in DIR for trixie-backports (preferred) and trixie (the
+# user-space TLS handshake daemon and its libraries for the guest), refreshing its package lists when they are
+# missing or older than the machine's (someone ran apt-get update since). Without network (inside the test network
+# namespace) a refresh fails quietly and the lists already there are used.
 backports_apt() {
   local dir=$1
   mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
   apt_opts=(-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
             -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o Dir::Cache::pkgcache=
-            -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root)
-  local line
-  line="deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $(debian_mirror) trixie-backports main"
+            -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root -o APT::Default-Release=trixie-backports
+            -o Dir::State::status=/dev/null)
+  local line mirror
+  mirror=$(debian_mirror)
+  line="deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie-backports main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main"
   [ "$(cat "$dir/sources.list" 2>/dev/null)" = "$line" ] || { echo "$line" >"$dir/sources.list"; rm -f "$dir/updated"; }
   if [ ! -f "$dir/updated" ] || [ -n "$(find /var/lib/apt/lists -maxdepth 1 -newer "$dir/updated" -print -quit 2>/dev/null)" ]; then
     log "apt-get update (private state for trixie-backports)"
@@ -237,12 +241,45 @@ inputs $inputs_hash"
   echo "$kver" >"$root/etc/kernel-version"
 
   (cd "$root" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) >"$work/initramfs.cpio"
+  # Linux 7.x: NVMe/TCP with TLS needs tlshd (Debian ktls-utils) in the guest, with keyctl (keyutils) to put PSKs in
+  # the kernel's .nvme keyring. They are dynamically linked against trixie's libraries, so the guest gets those too
+  # (its own /usr; busybox stays static), as a second cpio archive the kernel unpacks over the first.
+  if [ "$kind" = backports ]; then
+    add_tls_userland "$work"
+    cat "$work/tls.cpio" >>"$work/initramfs.cpio"
+  fi
 
   mv -f "$vmlinuz" "$cache/vmlinuz"
   mv -f "$work/initramfs.cpio" "$cache/initramfs.cpio"
   echo "$kver" >"$cache/kernel-version"
   printf '%s\n' "$stamp_text" >"$cache/stamp"
   log "built $cache (kernel $kver, initramfs $(( $(stat -c %s "$cache/initramfs.cpio") / 1024 )) KiB) in $(( $(date +%s) - start )) s"
+}
+
+# add_tls_userland WORK: download ktls-utils, keyutils and every library they need (apt_opts: the private trixie
+# state; nothing counts as installed there) and pack tlshd, keyctl, the dynamic loader, the shared libraries and
+# guest/tlshd.conf into WORK/tls.cpio.
+add_tls_userland() {
+  local work=$1 pkgs deb
+  pkgs=$(apt-cache "${apt_opts[@]}" depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+           --no-replaces --no-enhances ktls-utils keyutils 2>/dev/null | grep -E '^[a-z0-9]' | sort -u) || true
+  [ -n "$pkgs" ] || die "cannot resolve ktls-utils and keyutils in trixie (private apt state)"
+  mkdir -p "$work/tls-debs" "$work/tls-x" "$work/tls/usr/lib" "$work/tls/usr/sbin" "$work/tls/usr/bin" "$work/tls/etc" "$work/tls/lib"
+  # shellcheck disable=SC2086 # a list of package names
+  (cd "$work/tls-debs" && apt-get "${apt_opts[@]}" download -qq $pkgs >"$tmp_log" 2>&1) || {
+    cat "$tmp_log" >&2; die "apt-get download of the TLS user space failed"; }
+  for deb in "$work"/tls-debs/*.deb; do dpkg-deb -x "$deb" "$work/tls-x"; done
+  [ -x "$work/tls-x/usr/sbin/tlshd" ] && [ -x "$work/tls-x/usr/bin/keyctl" ] || die "no tlshd or keyctl in ktls-utils/keyutils"
+  cp -a "$work/tls-x/usr/sbin/tlshd" "$work/tls/usr/sbin/"
+  cp -a "$work/tls-x/usr/bin/keyctl" "$work/tls/usr/bin/"
+  cp -a "$work/tls-x/usr/lib64" "$work/tls/usr/"
+  mkdir -p "$work/tls/usr/lib/x86_64-linux-gnu"
+  find "$work/tls-x/usr/lib/x86_64-linux-gnu" -maxdepth 1 \( -name '*.so*' \) -exec cp -a {} "$work/tls/usr/lib/x86_64-linux-gnu/" \;
+  ln -s usr/lib64 "$work/tls/lib64"
+  ln -s /usr/lib/x86_64-linux-gnu "$work/tls/lib/x86_64-linux-gnu"
+  install -m 0644 "$here/guest/tlshd.conf" "$work/tls/etc/tlshd.conf"
+  (cd "$work/tls" && find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0) >"$work/tls.cpio"
+  log "TLS user space: tlshd, keyctl and $(find "$work/tls/usr/lib/x86_64-linux-gnu" -name '*.so*' | wc -l) library files ($(( $(stat -c %s "$work/tls.cpio") / 1024 )) KiB) from $(echo "$pkgs" | wc -l) packages"
 }
 
 # add_module [?]NAME LOAD(0|1): copy NAME and its dependencies (decompressed) into the initramfs (uses the

@@ -1,0 +1,100 @@
+/**
+ * NVMe/TCP with TLS on the Linux kernel target (Linux 7.x nvmet, the 'kernel' project only): a port with addr_tsas
+ * tls1.3, the handshake served by tlshd (Debian ktls-utils) in the busybox guest, the PSK in the kernel's .nvme
+ * keyring. The library's host has no TLS yet, so these tests use node:tls with an external PSK as the host side and
+ * send an NVMe/TCP ICReq inside the TLS session: they prove the target half that the host's TLS tests will use.
+ *
+ * node:tls offers an external PSK only with a SHA-256 suite named in `ciphers` (TLS_AES_128_GCM_SHA256); the
+ * identity's hash indicator (01, SHA-256) matches it.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import tls from 'node:tls';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { probeNvmeTcp } from './qemu-target.js';
+import { describeKernel } from './env.js';
+
+const TLS_PORTID = 4;
+const TLS_TRSVCID = 4430;
+
+/** An NVMe/TCP ICReq (PFV 0, no digests). */
+function icreq(): Buffer {
+  const b = Buffer.alloc(128);
+  b[0] = 0x00;
+  b[2] = 128;
+  b.writeUInt32LE(128, 4);
+  return b;
+}
+
+/** TLS 1.3 handshake with an external PSK, then ICReq; resolves with the protocol, cipher and the ICResp bytes. */
+function tlsIcExchange(host: string, port: number, identity: string, psk: Buffer): Promise<{ protocol: string | null; cipher: string; icresp: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const sock = tls.connect({
+      host,
+      port,
+      minVersion: 'TLSv1.3',
+      ciphers: 'TLS_AES_128_GCM_SHA256',
+      pskCallback: () => ({ identity, psk }),
+      checkServerIdentity: () => undefined,
+    });
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error('no ICResp within 20 s'));
+    }, 20_000);
+    sock.on('secureConnect', () => sock.write(icreq()));
+    sock.on('data', (d: Buffer) => {
+      chunks.push(d);
+      const all = Buffer.concat(chunks);
+      if (all.length >= 128) {
+        clearTimeout(timer);
+        const result = { protocol: sock.getProtocol(), cipher: sock.getCipher().name, icresp: all.subarray(0, 128) };
+        sock.destroy();
+        resolve(result);
+      }
+    });
+    sock.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    sock.on('close', () => {
+      clearTimeout(timer);
+      reject(new Error(`connection closed after ${Buffer.concat(chunks).length} bytes`));
+    });
+  });
+}
+
+describeKernel('kernel nvmet: NVMe/TCP with TLS (tlshd)', (target) => {
+  const HOST = `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`;
+  const identity = `NVMe0R01 ${HOST} ${target.openNqn}`;
+  const psk = randomBytes(32);
+
+  beforeAll(async () => {
+    await target.addTlsPort(TLS_PORTID, TLS_TRSVCID);
+    await target.nvmetCtl('link', TLS_PORTID, target.openNqn);
+    await target.addPsk(identity, psk);
+  });
+  afterAll(async () => {
+    await target.removePort(TLS_PORTID);
+  });
+
+  it('the port requires TLS 1.3 in configfs', async () => {
+    const r = await target.exec(`cat /sys/kernel/config/nvmet/ports/${TLS_PORTID}/addr_tsas /sys/kernel/config/nvmet/ports/${TLS_PORTID}/addr_treq`);
+    expect(r.stdout.split('\n').filter(Boolean)).toEqual(['tls1.3', 'required']);
+  });
+
+  it('completes a TLS 1.3 PSK handshake through tlshd and answers an ICReq inside the session', async (ctx) => {
+    target.skipUnlessReachable(ctx);
+    const { protocol, cipher, icresp } = await tlsIcExchange(target.host, TLS_TRSVCID, identity, psk);
+    expect(protocol).toBe('TLSv1.3');
+    expect(cipher).toBe('TLS_AES_128_GCM_SHA256');
+    expect([icresp[0], icresp[2], icresp.readUInt32LE(4)]).toEqual([0x01, 128, 128]);
+    const log = await target.exec('cat /run/tlshd.log');
+    expect(log.stdout).toMatch(/Handshake with .* was successful/);
+  });
+
+  it('refuses a handshake with the wrong PSK, and a plain ICReq without TLS', async (ctx) => {
+    target.skipUnlessReachable(ctx);
+    await expect(tlsIcExchange(target.host, TLS_TRSVCID, identity, randomBytes(32))).rejects.toThrow();
+    await expect(probeNvmeTcp(target.host, TLS_TRSVCID, 10_000)).rejects.toThrow();
+  });
+});
