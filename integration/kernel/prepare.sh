@@ -113,7 +113,6 @@ resolve_kernel() {
 # (Linux 7.x: linux-binary-<abi> has the image, linux-modules-<abi> the modules), its linux-binary-*/linux-modules-*
 # dependencies.
 kernel_packages() {
-  local pkg=${1%%=*}
   echo "$1"
   apt-cache "${apt_opts[@]}" depends "$1" 2>/dev/null \
     | awk -v v="${1#*=}" '$1 == "Depends:" && $2 ~ /^linux-(binary|modules)-[0-9]/ { print $2 "=" v }' | sort -u
