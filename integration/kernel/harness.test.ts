@@ -371,6 +371,41 @@ describeKernel('kernel target harness', (target) => {
     }
   });
 
+  it('nvmet-ctl subsys-add, allow-host, ns-resv and subsys-del build a restricted subsystem and take it away', async () => {
+    const nqn = 'nqn.2014-08.org.nvmexpress:nvmf-test-harness-scratch';
+    const hostnqn = 'nqn.2014-08.org.nvmexpress:uuid:00000000-0000-4000-8000-0000000000c1';
+    const { nvme1 } = target.ports;
+    expect(await target.nvmetCtl('subsys-add', nqn, 0)).toBe(`ok subsys-add nqn=${nqn} allow_any=0`);
+    try {
+      await target.nvmetCtl('ns-add', nqn, 1, '1M');
+      await target.nvmetCtl('link', 1, nqn);
+      await expect(connect({ host: nvme1.host, port: nvme1.port, subnqn: nqn, hostnqn })).rejects.toThrow(/not allowed|Invalid Host/i);
+      expect(await target.nvmetCtl('allow-host', nqn, hostnqn)).toBe(`ok allow-host nqn=${nqn} host=${hostnqn}`);
+      const ctrl = await connect({ host: nvme1.host, port: nvme1.port, subnqn: nqn, hostnqn, ioQueues: 1 });
+      try {
+        expect((await ctrl.namespace(1)).identity.decoded.rescap.writeExclusive).toBe(false);
+        expect(await target.nvmetCtl('ns-resv', nqn, 1, 1)).toBe(`ok ns-resv nqn=${nqn} nsid=1 resv_enable=1 enable=1`);
+      } finally {
+        await ctrl.close();
+      }
+      const again = await connect({ host: nvme1.host, port: nvme1.port, subnqn: nqn, hostnqn, ioQueues: 1 });
+      try {
+        // RESCAP of the namespace lists the reservation types once resv_enable is set.
+        expect((await again.namespace(1)).identity.decoded.rescap.writeExclusive).toBe(true);
+      } finally {
+        await again.close();
+      }
+      expect(await target.nvmetCtl('disallow-host', nqn, hostnqn)).toBe(`ok disallow-host nqn=${nqn} host=${hostnqn}`);
+      await expect(connect({ host: nvme1.host, port: nvme1.port, subnqn: nqn, hostnqn })).rejects.toThrow(/not allowed|Invalid Host/i);
+    } finally {
+      expect(await target.nvmetCtl('subsys-del', nqn)).toBe(`ok subsys-del nqn=${nqn}`);
+      await target.nvmetCtl('host-del', hostnqn);
+    }
+    expect(await cfsList(target, 'subsystems')).not.toContain(nqn);
+    expect(await cfsList(target, 'ports/1/subsystems')).not.toContain(nqn);
+    await expect(target.nvmetCtl('subsys-del', nqn)).rejects.toThrow(/no subsystem/);
+  });
+
   it('nvmet-ctl referral-add and referral-del change a port\'s discovery log', async () => {
     const { nvme2 } = target.ports;
     const referrals = async (): Promise<string[]> =>
