@@ -20,7 +20,7 @@ export type { ReservationAcquireParams, ReservationCommandOptions, ReservationNa
 export { type ReadLogOptions } from './host/controller.js';
 export { AsyncEventType, AsyncEventConfig, NoticeEvent, decodeAsyncEvent, asyncEventName, type AsyncEventInfo } from './protocol/async-events.js';
 export type { AsyncEventStatus } from './host/aer.js';
-export type { BoundedEventIterator } from './host/event-channel.js';
+export type { BoundedEventIterator } from './event-channel.js';
 export {
   type ControllerEvent,
   type ControllerEventType,

@@ -51,7 +51,7 @@ describe('discover()', () => {
   it('reads one discovery controller: typed entries, referrals, genctr, with a one-shot connection', async () => {
     const { a, a1, a2, dead } = await topology();
     const made: TargetController[] = [];
-    a.on('controller', (c) => made.push(c));
+    a.on('controller', (e) => made.push(e.controller));
     const katos: number[] = [];
     a.on('command', (c) => {
       if (c.opcode === 0x7f && c.fctype === 0x01) katos.push(c.sqe.readUInt32LE(48));
@@ -211,7 +211,7 @@ describe('watchDiscovery()', () => {
     const p1 = await a.listen({ host: '127.0.0.1' });
     const s1 = a.addSubsystem({ nqn: S1, ports: [p1.portid] });
     const made: TargetController[] = [];
-    a.on('controller', (c) => made.push(c));
+    a.on('controller', (e) => made.push(e.controller));
     const w = await watch(p1);
     expect(made[0]).toMatchObject({ discovery: true, kato: 2000 });
     expect(w.log.entries.map((e) => e.subnqn)).toEqual([DISCOVERY_NQN, S1]);

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Buffer } from 'node:buffer';
 import { ErrorCode, NvmeStatusError } from '../src/errors.js';
 import { EventHub, type ControllerEvent } from '../src/host/events.js';
-import { EventQueue } from '../src/host/event-channel.js';
+import { EventQueue } from '../src/event-channel.js';
 import { AsyncEventConfig, AsyncEventType, NoticeEvent, asyncEventConfigFor, decodeAsyncEvent } from '../src/protocol/async-events.js';
 import { AnaTracker, anaLogBytesNeeded, toAnaStateName } from '../src/host/ana.js';
 import { AERL } from '../src/target/controller.js';

@@ -324,7 +324,7 @@ describe('target: keep-alive and shutdown', () => {
   it('tears down a controller whose host sends no Keep Alive within KATO', async () => {
     await env.start();
     const timeouts: number[] = [];
-    env.target.on('keep-alive-timeout', (c) => timeouts.push(c.cntlid));
+    env.target.on('keep-alive-timeout', (e) => timeouts.push(e.controller.cntlid));
     const qp = await QueuePair.open({ host: '127.0.0.1', port: env.port.port, qid: 0, depth: 4 });
     const c = await qp.submit(cmds.connect({ qid: 0, sqsize: 8, kato: 300, hostid: '6c2f7a0e-3b1d-4c8e-9f00-1a2b3c4d5e6f', subnqn: SUBNQN, hostnqn: HOSTNQN }));
     const started = Date.now();

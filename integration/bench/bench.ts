@@ -111,7 +111,7 @@ n = 0
 lat = 0.0
 end = time.time() + ${seconds}
 while time.time() < end:
-    lba = random.randrange(0, 100000) * 8
+    lba = random.randrange(0, 65536) * 8
     t0 = time.perf_counter()
     c.read_data(1, lba, 8)
     lat += time.perf_counter() - t0

@@ -22,7 +22,7 @@ import {
 import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
 import { abortError } from '../util.js';
 import { connect, type ConnectOptions, type Controller } from './controller.js';
-import { EventChannel, type BoundedEventIterator } from './event-channel.js';
+import { EventChannel, type BoundedEventIterator } from '../event-channel.js';
 import type { DistributiveOmit } from './events.js';
 import { protocolError } from '../protocol/pdu.js';
 

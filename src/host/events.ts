@@ -1,12 +1,12 @@
 /**
  * The typed events a controller delivers (ANA change, namespace changes, discovery log changes, error, SMART,
  * firmware, reservation and overflow events) and the controller's event hub. The spec values and DW0 decoding are in
- * protocol/async-events.ts, the generic channel in event-channel.ts, and the AER engine that produces these events in
+ * protocol/async-events.ts, the generic channel in src/event-channel.ts, and the AER engine that produces these events in
  * aer.ts.
  */
 import type { AnaLog, ErrorLogEntry, ReservationNotificationLog, SmartLog } from '../protocol/logpages.js';
 import type { AnaGroupChange, AnaNamespaceChange } from './ana.js';
-import { EventChannel, type BoundedEventIterator, type EventIteratorOptions as ChannelIteratorOptions } from './event-channel.js';
+import { EventChannel, type BoundedEventIterator, type EventIteratorOptions as ChannelIteratorOptions } from '../event-channel.js';
 
 /** Options of `events()` on a controller: `types` are controller event types. */
 export type EventIteratorOptions<T extends string = ControllerEventType> = ChannelIteratorOptions<T>;

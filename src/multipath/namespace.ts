@@ -16,7 +16,7 @@ import { InvalidArgumentError, NoPathError } from '../errors.js';
 import type { ConnectOptions } from '../host/controller.js';
 import { resolveHostIdentity } from '../host/identity.js';
 import { Namespace, type IoOptions, type LbaRange, type WriteOptions } from '../host/namespace.js';
-import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../host/event-channel.js';
+import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../event-channel.js';
 import type { ReservationAcquireParams, ReservationRegisterParams, ReservationReleaseParams, ReservationReport, ReservationReportParams } from '../host/reservations.js';
 import type { NvmeCommand } from '../protocol/commands.js';
 import type { IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';

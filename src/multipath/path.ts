@@ -32,7 +32,7 @@ import type { AnaLog } from '../protocol/logpages.js';
 import type { AnaStateName } from '../protocol/ana.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import { classifyIoError, type PathErrorKind } from './classify.js';
-import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../host/event-channel.js';
+import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../event-channel.js';
 
 const debug = debuglog('nvmeof');
 

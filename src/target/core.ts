@@ -113,33 +113,47 @@ export interface ProtocolErrorEvent {
   message: string;
 }
 
-/** Events of NvmeTarget. */
-export interface TargetEvents {
-  /** A TCP connection was accepted. */
-  connection: [TargetConnection];
-  /** A queue connected. */
-  connect: [ConnectEvent];
-  /** A connection closed. */
-  disconnect: [DisconnectEvent];
-  /** A command capsule arrived (before it is processed). */
-  command: [CommandInfo];
-  /** A controller was created by an admin queue Connect. */
-  controller: [TargetController];
-  /** A controller was torn down. */
-  'controller-closed': [{ controller: TargetController; reason: string }];
-  /** The host wrote CC.SHN (shutdown notification). */
-  shutdown: [{ controller: TargetController; shn: number }];
-  /** The host set a property (CC). */
-  'property-set': [{ controller: TargetController; offset: number; value: bigint }];
-  /** A controller's keep-alive timer expired; it is being torn down. */
-  'keep-alive-timeout': [TargetController];
-  /** A connection ended with a TermReq. */
-  'protocol-error': [ProtocolErrorEvent];
-  /** A command handler threw (the command completed with Internal Error). */
-  'handler-error': [Error];
+/**
+ * What NvmeTarget delivers to `on(type, listener)` and `events()`, told apart by `type`:
+ * - `connection`: a TCP connection was accepted;
+ * - `connect`: a queue connected (successful Connect); `disconnect`: a connection closed;
+ * - `command`: a command capsule arrived (before it is processed);
+ * - `controller`: a controller was created by an admin queue Connect; `controller-closed`: one was torn down;
+ * - `shutdown`: the host wrote CC.SHN; `property-set`: the host set a property (CC);
+ * - `keep-alive-timeout`: a controller's keep-alive timer expired (it is being torn down);
+ * - `protocol-error`: a connection ended with a TermReq (either way); `handler-error`: a command handler threw
+ *   (the command completed with Internal Error);
+ * - `overflow`: an `events()` iterator dropped events its full queue could not hold.
+ */
+export type TargetEvent =
+  | { type: 'connection'; connection: TargetConnection }
+  | ({ type: 'connect' } & ConnectEvent)
+  | ({ type: 'disconnect' } & DisconnectEvent)
+  | ({ type: 'command' } & CommandInfo)
+  | { type: 'controller'; controller: TargetController }
+  | { type: 'controller-closed'; controller: TargetController; reason: string }
+  | { type: 'shutdown'; controller: TargetController; shn: number }
+  | { type: 'property-set'; controller: TargetController; offset: number; value: bigint }
+  | { type: 'keep-alive-timeout'; controller: TargetController }
+  | ({ type: 'protocol-error' } & ProtocolErrorEvent)
+  | { type: 'handler-error'; error: Error }
+  | { type: 'overflow'; dropped: number };
+
+/** Each target event type with its event, plus '*' for all: what `NvmeTarget.on(type, listener)` hands a listener. */
+export type TargetEventMap = { [K in TargetEvent['type']]: Extract<TargetEvent, { type: K }> } & { '*': TargetEvent };
+
+/** Every target event type, for checking what callers pass to `on()`. */
+export const TARGET_EVENT_TYPES: ReadonlySet<string> = new Set<TargetEvent['type']>([
+  'connection', 'connect', 'disconnect', 'command', 'controller', 'controller-closed', 'shutdown', 'property-set',
+  'keep-alive-timeout', 'protocol-error', 'handler-error', 'overflow',
+]);
+
+/** How the core hands events to its NvmeTarget: `wants` first, so hot paths build no event nobody listens to. */
+interface Emitter {
+  wants(type: TargetEvent['type']): boolean;
+  emit(ev: TargetEvent): void;
 }
 
-type Emit = <K extends keyof TargetEvents>(event: K, ...args: TargetEvents[K]) => void;
 
 // ---------------------------------------------------------------------------------------------
 // Ports and referrals
@@ -224,11 +238,11 @@ export class TargetCore implements SubsystemOwner, ControllerOwner {
   private readonly lingering = new Set<net.Socket>();
   private nextConnectionId = 1;
   private nextDiscoveryCntlid = 1;
-  private readonly emit: Emit;
+  private readonly events: Emitter;
 
-  constructor(options: ResolvedOptions, emit: Emit) {
+  constructor(options: ResolvedOptions, events: Emitter) {
     this.options = options;
-    this.emit = emit;
+    this.events = events;
     this.maxTransferBytes = options.mdts === 0 ? UNLIMITED_TRANSFER : Math.min(UNLIMITED_TRANSFER, 2 ** (12 + options.mdts));
     this.discoverySerial = createHash('sha256').update(`${DISCOVERY_NQN}\n${this.startedAt}`).digest('hex').slice(0, 20);
   }
@@ -298,7 +312,7 @@ export class TargetCore implements SubsystemOwner, ControllerOwner {
     const conn = new TargetConnection(this, tp, socket, this.nextConnectionId++);
     this.connections.add(conn);
     tp.connections.add(conn);
-    this.emit('connection', conn);
+    if (this.events.wants('connection')) this.events.emit({ type: 'connection', connection: conn });
   }
 
   portidOf(port: PortRef): number {
@@ -449,19 +463,20 @@ export class TargetCore implements SubsystemOwner, ControllerOwner {
     else this.nextDiscoveryCntlid = next;
     const ctrl = new TargetController(this, { cntlid, ...init });
     this.controllers.add(ctrl);
-    this.emit('controller', ctrl);
+    if (this.events.wants('controller')) this.events.emit({ type: 'controller', controller: ctrl });
     return ctrl;
   }
 
   controllerClosed(ctrl: TargetController, reason: string): void {
     if (!this.controllers.delete(ctrl)) return;
-    this.emit('controller-closed', { controller: ctrl, reason });
+    if (this.events.wants('controller-closed')) this.events.emit({ type: 'controller-closed', controller: ctrl, reason });
   }
 
   controllerEvent(name: 'shutdown' | 'keep-alive-timeout' | 'property-set', ctrl: TargetController, extra: { shn?: number; offset?: number; value?: bigint }): void {
-    if (name === 'shutdown') this.emit('shutdown', { controller: ctrl, shn: extra.shn ?? 0 });
-    else if (name === 'keep-alive-timeout') this.emit('keep-alive-timeout', ctrl);
-    else this.emit('property-set', { controller: ctrl, offset: extra.offset ?? 0, value: extra.value ?? 0n });
+    if (!this.events.wants(name)) return;
+    if (name === 'shutdown') this.events.emit({ type: 'shutdown', controller: ctrl, shn: extra.shn ?? 0 });
+    else if (name === 'keep-alive-timeout') this.events.emit({ type: 'keep-alive-timeout', controller: ctrl });
+    else this.events.emit({ type: 'property-set', controller: ctrl, offset: extra.offset ?? 0, value: extra.value ?? 0n });
   }
 
   // ------------------------------------------------------------------------------------------
@@ -529,18 +544,20 @@ export class TargetCore implements SubsystemOwner, ControllerOwner {
   // Connection callbacks
 
   queueConnected(conn: TargetConnection, ctrl: TargetController): void {
-    this.emit('connect', {
+    if (!this.events.wants('connect')) return;
+    this.events.emit({
+      type: 'connect',
       connectionId: conn.id, portid: conn.port.portid, qid: conn.qid, cntlid: ctrl.cntlid, subnqn: ctrl.subnqn,
       hostnqn: ctrl.hostnqn, hostid: ctrl.hostid, controller: ctrl,
     });
   }
 
   commandReceived(info: CommandInfo): void {
-    this.emit('command', info);
+    if (this.events.wants('command')) this.events.emit({ type: 'command', ...info });
   }
 
   protocolError(conn: TargetConnection, e: { direction: 'received' | 'sent'; fes: number; fei: number; message: string }): void {
-    this.emit('protocol-error', { connectionId: conn.id, portid: conn.port.portid, qid: conn.qid, ...e });
+    if (this.events.wants('protocol-error')) this.events.emit({ type: 'protocol-error', connectionId: conn.id, portid: conn.port.portid, qid: conn.qid, ...e });
   }
 
   /** A socket that is closing gracefully after its connection ended; close() destroys what is left. */
@@ -554,14 +571,16 @@ export class TargetCore implements SubsystemOwner, ControllerOwner {
   }
 
   handlerError(_conn: TargetConnection, err: Error): void {
-    this.emit('handler-error', err);
+    if (this.events.wants('handler-error')) this.events.emit({ type: 'handler-error', error: err });
   }
 
   connectionClosed(conn: TargetConnection, reason: string): void {
     if (!this.connections.delete(conn)) return;
     conn.port.connections.delete(conn);
     const c = conn.controller;
-    this.emit('disconnect', {
+    if (!this.events.wants('disconnect')) return;
+    this.events.emit({
+      type: 'disconnect',
       connectionId: conn.id, portid: conn.port.portid, qid: conn.qid, cntlid: c?.cntlid, subnqn: c?.subnqn, hostnqn: c?.hostnqn, reason,
     });
   }

@@ -8,7 +8,8 @@ export { NvmeTarget } from './target.js';
 export {
   TargetPort,
   type TargetReferral,
-  type TargetEvents,
+  type TargetEvent,
+  type TargetEventMap,
   type ConnectEvent,
   type DisconnectEvent,
   type ProtocolErrorEvent,

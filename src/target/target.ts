@@ -11,18 +11,18 @@
  * await target.close();
  * ```
  */
-import { EventEmitter } from 'node:events';
+import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../event-channel.js';
 import { InvalidArgumentError } from '../errors.js';
 import { DISCOVERY_NQN } from '../protocol/nqn.js';
 import type { TargetConnection } from './connection.js';
 import type { TargetController } from './controller.js';
-import { resolveOptions, TargetCore, type ResolvedOptions, type TargetEvents, type TargetPort, type TargetReferral } from './core.js';
+import { resolveOptions, TargetCore, type ResolvedOptions, type TargetEvent, type TargetEventMap, TARGET_EVENT_TYPES, type TargetPort, type TargetReferral } from './core.js';
 import type { FaultHandle, FaultInjector, FaultRule } from './faults.js';
 import type { PortRef, TargetSubsystem } from './subsystem.js';
 import type { AnaStateInput, AsyncEvent, ListenOptions, NvmeTargetOptions, ReferralOptions, SubsystemOptions } from './types.js';
 
 /** An embedded NVMe/TCP target. */
-export class NvmeTarget extends EventEmitter<TargetEvents> {
+export class NvmeTarget {
   /** The discovery subsystem NQN every target serves. */
   static readonly DISCOVERY_NQN = DISCOVERY_NQN;
   /** Options in force (defaults filled in). */
@@ -30,14 +30,32 @@ export class NvmeTarget extends EventEmitter<TargetEvents> {
   /** Fault injection rules (see {@link NvmeTarget.inject}). */
   readonly faults: FaultInjector;
   private readonly core: TargetCore;
+  private readonly hub = new EventChannel<TargetEvent>({ stamp: (ev) => ev, overflow: (dropped) => ({ type: 'overflow', dropped }) });
+
+  /**
+   * Subscribe to one event type (see {@link TargetEvent}) or '*' for all; the listener runs synchronously when the
+   * event happens. Returns a function that unsubscribes. The same idiom as the host's Controller.
+   */
+  on<K extends keyof TargetEventMap>(type: K, listener: (ev: TargetEventMap[K]) => void): () => void {
+    if (!TARGET_EVENT_TYPES.has(type) && type !== '*') {
+      throw new InvalidArgumentError(`on: unknown target event type ${JSON.stringify(type)} (one of ${[...TARGET_EVENT_TYPES].join(', ')} or '*')`);
+    }
+    return this.hub.on(type as TargetEvent['type'] | '*', listener as (ev: TargetEvent) => void);
+  }
+
+  /**
+   * Async iterator over the events from now on, with its own bounded queue (`highWaterMark`, default 1024; an
+   * `overflow` event stands for what a slow consumer let it drop) and an optional `types` filter. It ends when the
+   * target closes, or with the abort reason when `signal` aborts.
+   */
+  events(opts?: EventIteratorOptions<TargetEvent['type']>): BoundedEventIterator<TargetEvent> {
+    return this.hub.iterate(opts);
+  }
 
   constructor(options: NvmeTargetOptions = {}) {
-    super();
     const resolved = resolveOptions(options);
-    const emit = this.emit.bind(this) as (event: string, ...args: unknown[]) => boolean;
-    this.core = new TargetCore(resolved, (event, ...args) => {
-      emit(event, ...args);
-    });
+    const hub = this.hub;
+    this.core = new TargetCore(resolved, { wants: (type) => hub.subscribers(type) > 0, emit: (ev) => hub.emit(ev) });
     this.options = resolved;
     this.faults = this.core.faults;
   }
@@ -150,7 +168,9 @@ export class NvmeTarget extends EventEmitter<TargetEvents> {
   }
 
   /** Close every port and connection and release every timer. Idempotent. */
-  close(): Promise<void> {
-    return this.core.close();
+  async close(): Promise<void> {
+    await this.core.close();
+    // Iterators end after the events they hold; listeners are dropped.
+    this.hub.close();
   }
 }

@@ -3,8 +3,8 @@
  * synchronous `on(type | '*', fn)` subscriptions and `events()` async iterators, each iterator with its own bounded
  * queue that reports dropped events with an explicit 'overflow' event in their place.
  */
-import { InvalidArgumentError } from '../errors.js';
-import { abortError } from '../util.js';
+import { InvalidArgumentError } from './errors.js';
+import { abortError } from './util.js';
 
 /** Options of `events()` (controllers and discovery watchers). */
 export interface EventIteratorOptions<T extends string = string> {
