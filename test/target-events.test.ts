@@ -359,3 +359,25 @@ describe('target run-time programming', () => {
   });
 });
 
+
+describe('target: the event idiom of the host side', () => {
+  it('on(type) returns an unsubscribe function, events() iterates typed events and ends when the target closes', async () => {
+    const env2 = new TargetEnv();
+    await env2.start();
+    const names: string[] = [];
+    const off = env2.target.on('command', (c) => names.push(c.name));
+    const it = env2.target.events({ types: ['connect', 'controller-closed'] });
+    const ctrl = await env2.connect({ ioQueues: 1 });
+    off();
+    const before = names.length;
+    await (await ctrl.namespace(1)).read(0, 1);
+    expect(names.length).toBe(before); // unsubscribed
+    expect(names).toContain('Connect');
+    await ctrl.close();
+    await env2.cleanup(); // closes the target: the iterator ends after what it holds
+    const seen: string[] = [];
+    for await (const e of it) seen.push(e.type === 'connect' ? `connect q${e.qid}` : e.type);
+    expect(seen).toEqual(['connect q0', 'connect q1', 'controller-closed']);
+    expect(() => env2.target.on('no-such' as 'command', () => {})).toThrow(expect.objectContaining({ code: 'NVMEOF_ERR_INVALID_ARGUMENT' }));
+  });
+});
