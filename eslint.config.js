@@ -43,6 +43,7 @@ export default tseslint.config(
     'src/multipath/**/*.ts': ['cli', 'target', 'spdk', 'nbd', 'serve'],
     // The embedded target is built on the protocol layer (and the role-neutral transport), never on the host side.
     'src/target/**/*.ts': ['host', 'multipath', 'cli', 'spdk', 'nbd', 'serve'],
+    'src/nbd/**/*.ts': ['cli', 'target', 'spdk', 'serve'],
     'src/spdk/**/*.ts': ['protocol', 'transport', 'host', 'multipath', 'cli', 'target', 'nbd', 'serve'],
     'src/util.ts': ['protocol', 'transport', 'host', 'multipath', 'cli', 'target', 'spdk', 'nbd', 'serve'],
     'src/event-channel.ts': ['protocol', 'transport', 'host', 'multipath', 'cli', 'target', 'spdk', 'nbd', 'serve'],

@@ -38,6 +38,8 @@ export const ErrorCode = {
   UNSUPPORTED: 'NVMEOF_ERR_UNSUPPORTED',
   /** An SPDK JSON-RPC call returned an error object (see `SpdkRpcError` in nvmeof/spdk). */
   SPDK_RPC: 'NVMEOF_ERR_SPDK_RPC',
+  /** An NBD client broke the NBD protocol (bad magic, oversize or malformed request or option). */
+  NBD_PROTOCOL: 'NVMEOF_ERR_NBD_PROTOCOL',
 } as const;
 
 /** One of the {@link ErrorCode} strings. */
@@ -283,6 +285,13 @@ export class NoPathError extends NvmeofError {
 export class UnsupportedError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.UNSUPPORTED, message, options);
+  }
+}
+
+/** An NBD client broke the NBD protocol; the server closes only that connection (`NVMEOF_ERR_NBD_PROTOCOL`). */
+export class NbdProtocolError extends NvmeofError {
+  constructor(message: string, options?: NvmeofErrorOptions) {
+    super(ErrorCode.NBD_PROTOCOL, message, options);
   }
 }
 
