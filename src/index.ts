@@ -78,3 +78,4 @@ export type { IdentifyController, IdentifyNamespace, NsIdDescriptor, LbaFormat, 
 // Types that public members return: importable from the root, not only through the `protocol` namespace.
 export type { AnaLog, AnaGroupDescriptor, ErrorLogEntry, SmartLog, DiscoveryLogEntry, ReservationNotificationLog } from './protocol/logpages.js';
 export type { Cap, Csts, Vs, Cc } from './protocol/properties.js';
+export { serveNbd, NbdServer, NBD_MAX_PAYLOAD, type NbdServerOptions, type NbdExport, type NbdNamespace, type NbdListen, type NbdAddress, type NbdTlsOptions } from './nbd/server.js';

@@ -10,7 +10,7 @@ import { ControllerError, InvalidArgumentError, NvmeStatusError, UnsupportedErro
 import { MediaStatus, PathStatus, StatusCodeType } from '../protocol/constants.js';
 import type { AnaStateName } from './ana.js';
 import * as cmds from '../protocol/commands.js';
-import type { IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';
+import type { IdentifyController, IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import type { NvmeCommand } from '../protocol/commands.js';
 import * as resv from './reservations.js';
@@ -21,6 +21,8 @@ export interface NamespaceOwner {
   readonly maxTransferBytes: number;
   /** Optional NVM commands the controller supports (Identify Controller ONCS); absent = assume supported. */
   readonly oncs?: OncsFlags;
+  /** Identify Controller data of the controller behind the namespace (absent: the owner does not say). */
+  readonly identity?: IdentifyController;
   ioCommand(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion>;
   /** Admin commands (used by reservations for the notification mask); absent for owners without an admin queue. */
   adminCommand?(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion>;
@@ -112,6 +114,16 @@ export class Namespace {
     this.nguid = nguid?.toString('hex');
     this.eui64 = eui64?.toString('hex');
     this.uuid = uuid ? formatUuidHex(uuid.toString('hex')) : undefined;
+  }
+
+  /** Identify Controller data of the controller the namespace is reached through, when its owner provides it. */
+  get controllerIdentity(): IdentifyController | undefined {
+    return this.owner.identity;
+  }
+
+  /** Optional NVM commands of that controller (Identify Controller ONCS); undefined when not known. */
+  get oncs(): OncsFlags | undefined {
+    return this.owner.oncs;
   }
 
   /** ANA group of the namespace: from the owner's last ANA log, else Identify Namespace ANAGRPID (0 = none). */

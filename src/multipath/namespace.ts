@@ -19,7 +19,7 @@ import { Namespace, type IoOptions, type LbaRange, type WriteOptions } from '../
 import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../event-channel.js';
 import type { ReservationAcquireParams, ReservationRegisterParams, ReservationReleaseParams, ReservationReport, ReservationReportParams } from '../host/reservations.js';
 import type { NvmeCommand } from '../protocol/commands.js';
-import type { IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';
+import type { IdentifyController, IdentifyNamespace, NsIdDescriptor, OncsFlags } from '../protocol/identify.js';
 import type { AnaStateName } from '../protocol/ana.js';
 import { validateNqn } from '../protocol/nqn.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
@@ -242,6 +242,14 @@ export class MultipathNamespace {
   get uuid(): string | undefined {
     return this.ns.uuid;
   }
+  /** Identify Controller data of a live path's controller (undefined while no path is connected). */
+  get controllerIdentity(): IdentifyController | undefined {
+    return this.ns.controllerIdentity;
+  }
+  /** Optional NVM commands (ONCS) of the controller the namespace was first identified through. */
+  get oncs(): OncsFlags | undefined {
+    return this.ns.oncs;
+  }
   /** Blocks per command after MDTS (smallest over the paths) and NLB limits. */
   get maxBlocksPerCommand(): number {
     return this.ns.maxBlocksPerCommand;
@@ -439,6 +447,7 @@ export class MultipathNamespace {
     }
     this.reference = ref;
     const infos = this.infos;
+    const paths = this.paths;
     const owner = {
       // The smallest transfer limit of every path prepared so far, so a command fits whichever path it is sent on,
       // including paths that join later with a smaller MDTS.
@@ -448,6 +457,11 @@ export class MultipathNamespace {
         return min;
       },
       oncs: ref.oncs,
+      // Identify Controller data of the first path with a live controller (the paths lead to one subsystem).
+      get identity(): IdentifyController | undefined {
+        for (const p of paths) if (p.controller) return p.controller.identity;
+        return undefined;
+      },
       ioCommand: (cmd: NvmeCommand, o?: SubmitOptions) => this.ioCommand(cmd, o),
     };
     this.inner = new Namespace(owner, this.nsid, ref.identity, descriptorsOf(ref));
