@@ -49,6 +49,11 @@ command -v depmod >/dev/null && command -v modprobe >/dev/null || need+=(kmod)
 command -v setpriv >/dev/null || need+=(util-linux)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v ip >/dev/null || need+=(iproute2)   # in-netns.sh: network namespace and TAP device
+# NBD clients for the nvmeof nbd tests (unit suite and integration/kernel/nbd.test.ts); certtool/psktool for TLS
+command -v qemu-img >/dev/null || need+=(qemu-utils)
+command -v nbdinfo >/dev/null || need+=(libnbd-bin)
+/usr/bin/python3 -c 'import nbd' 2>/dev/null || need+=(python3-libnbd)
+command -v certtool >/dev/null || need+=(gnutls-bin)
 if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "missing packages (${need[*]}) and not root: install them with apt-get"
   apt_update

@@ -9,6 +9,7 @@ import { ExitCode, exitCodeOf, makeCtx, type CliIo, type Command, type OutputFor
 import { demoCommand } from './demo.js';
 import { commandHelp, generalHelp } from './help.js';
 import { monitorCommand } from './monitor.js';
+import { nbdCommand } from './nbd.js';
 import { perfCommand } from './perf.js';
 import { resvAcquireCommand, resvRegisterCommand, resvReleaseCommand, resvReportCommand } from './resv.js';
 import { readCommand, writeCommand } from './transfer.js';
@@ -36,6 +37,7 @@ export const COMMANDS: readonly Command[] = [
   resvReleaseCommand,
   resvReportCommand,
   monitorCommand,
+  nbdCommand,
   perfCommand,
   demoCommand,
 ];

@@ -13,6 +13,8 @@ process.on('SIGINT', () => {
   if (++interrupts > 1) process.exit(130);
   interrupt.abort(new AbortedError('interrupted'));
 });
+// SIGTERM stops a long-running command (nbd) the way the first Ctrl-C does.
+process.on('SIGTERM', () => interrupt.abort(new AbortedError('terminated')));
 
 // `nvmeof read ... | head` closes the pipe early: stop quietly.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
