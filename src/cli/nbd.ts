@@ -4,7 +4,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect, openMultipath, serveNbd, type Controller, type MultipathNamespace, type NbdListen, type NbdServer, type NbdTlsOptions } from '../index.js';
-import { TARGET_OPTIONS, UsageError, addressesOf, connectFlags, namespaceOption, portOf, splitAddress, type OptionSpecs, type Values } from './args.js';
+import { TARGET_OPTIONS, UsageError, addressesOf, connectFlags, namespaceOption, parseInteger, portOf, splitAddress, type OptionSpecs, type Values } from './args.js';
 import { closeQuietly, connecting, type Command } from './context.js';
 
 const NBD_OPTIONS: OptionSpecs = {
@@ -25,9 +25,11 @@ export function parseListen(s: string, command?: string): NbdListen {
     return { path };
   }
   if (s.startsWith('tcp:')) {
-    const a = splitAddress(s.slice(4), -1, '--listen', command);
-    if (a.port === -1) throw new UsageError(`--listen ${s} needs a port (tcp:HOST:PORT)`, command);
-    return { host: a.host, port: a.port };
+    const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s.slice(4));
+    if (!m) throw new UsageError(`--listen ${s} needs a port (tcp:HOST:PORT, tcp:[V6]:PORT)`, command);
+    const host = m[1] ?? m[2]!;
+    // Port 0: a free port the system picks (printed once listening).
+    return { host: host || '127.0.0.1', port: parseInteger('port in --listen', m[3]!, 0, 65535, command) };
   }
   throw new UsageError(`--listen must be tcp:HOST:PORT or unix:PATH, got "${s}"`, command);
 }
