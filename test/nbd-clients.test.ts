@@ -327,6 +327,59 @@ h.shutdown()
     expect(out).toMatch(/read 512\/512/);
   });
 
+  it('bounds what one connection holds: requests and payload bytes in flight', async () => {
+    await env.start({ ns: { blocks: 262144 } });
+    const real = await (await env.connect({ ioQueues: 2 })).namespace(1);
+    let now = 0;
+    let peak = 0;
+    // The namespace as the server sees it, counting reads that run at once.
+    const counted = Object.create(real) as Namespace;
+    counted.readInto = async (lba, buf, o) => {
+      peak = Math.max(peak, ++now);
+      try {
+        return await real.readInto(lba, buf, o);
+      } finally {
+        now--;
+      }
+    };
+    const server = await serveNbd({ listen: { port: 0 }, maxInFlight: 3, exports: [{ name: 'disk', namespace: counted }] });
+    servers.push(server);
+    env.target.inject({ action: 'delay', ms: 20, match: { opcode: NvmOpcode.Read } });
+    const c = await RawNbd.connect((server.address as { port: number }).port);
+    await c.handshake();
+    c.write(nbd.encodeOptionRequest(nbd.NbdOpt.EXPORT_NAME, Buffer.from('disk')));
+    await c.read(10);
+    // 12 reads of 4 KiB in one write: at most 3 run at once.
+    c.write(Buffer.concat(Array.from({ length: 12 }, (_, i) => nbd.encodeRequest({ flags: 0, type: nbd.NbdCmd.READ, handle: BigInt(i), offset: BigInt(i * 4096), length: 4096 }))));
+    const handles = new Set<bigint>();
+    for (let i = 0; i < 12; i++) {
+      const h = await c.read(16);
+      expect(h.readUInt32BE(4)).toBe(0);
+      handles.add(h.readBigUInt64BE(8));
+      await c.read(4096);
+    }
+    expect(handles.size).toBe(12);
+    expect(peak).toBe(3);
+    // 30 reads of 4 MiB with a high request limit: the 64 MiB payload limit holds them to 16 at once.
+    peak = 0;
+    const big = await serveNbd({ listen: { port: 0 }, exports: [{ name: 'disk', namespace: counted }] });
+    servers.push(big);
+    const d = await RawNbd.connect((big.address as { port: number }).port);
+    await d.handshake();
+    d.write(nbd.encodeOptionRequest(nbd.NbdOpt.EXPORT_NAME, Buffer.from('disk')));
+    await d.read(10);
+    d.write(Buffer.concat(Array.from({ length: 30 }, (_, i) => nbd.encodeRequest({ flags: 0, type: nbd.NbdCmd.READ, handle: BigInt(i), offset: BigInt((i % 30) * 4 * MiB), length: 4 * MiB }))));
+    for (let i = 0; i < 30; i++) {
+      const h = await d.read(16);
+      expect(h.readUInt32BE(4)).toBe(0);
+      await d.read(4 * MiB);
+    }
+    expect(peak).toBeGreaterThan(1);
+    expect(peak).toBeLessThanOrEqual(16);
+    c.destroy();
+    d.destroy();
+  });
+
   it('close() finishes requests in flight and closes the connections', async () => {
     const { ns, port, server } = await exportNs();
     await ns.write(0, Buffer.alloc(4096, 0x12));

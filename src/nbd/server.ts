@@ -115,6 +115,8 @@ export type NbdAddress = { host: string; port: number } | { path: string };
 
 /** Largest payload the server accepts or sends in one request (the maximum block size it advertises is at most this). */
 export const NBD_MAX_PAYLOAD = 32 * 1024 * 1024;
+/** Payload bytes (write data and read buffers) in flight per connection before the server stops reading from it. */
+const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024;
 /** Largest option data the server reads; longer options close the connection. */
 const MAX_OPTION_BYTES = 64 * 1024;
 /** Options one connection may send before the server gives up on it. */
@@ -302,7 +304,11 @@ class NbdConnection {
   private flags = 0;
   private parser: RequestParser | undefined;
   private inFlight = 0;
+  private inFlightBytes = 0;
+  /** Requests read from the client and not started yet. */
+  private readonly queued: NbdRequestWithData[] = [];
   private paused = false;
+  private awaitingDrain = false;
   private readonly closedCallbacks: (() => void)[] = [];
   private drained: (() => void) | undefined;
   private readonly onData = (chunk: Buffer) => this.receive(chunk);
@@ -352,7 +358,7 @@ class NbdConnection {
   }
 
   private finishIfIdle(): void {
-    if (this.phase === 'closing' && this.inFlight === 0) this.sock.end();
+    if (this.phase === 'closing' && this.inFlight === 0 && this.queued.length === 0) this.sock.end();
   }
 
   private fail(why: string): void {
@@ -547,37 +553,71 @@ class NbdConnection {
   // ---- transmission ------------------------------------------------------------------------------------------
 
   private requests(reqs: NbdRequestWithData[]): void {
-    for (const r of reqs) {
-      if (r.type === NbdCmd.DISC) {
-        debug('NBD_CMD_DISC');
-        this.phase = 'closing';
-        this.sock.pause();
-        this.finishIfIdle();
-        return;
-      }
-      this.inFlight++;
-      this.run(r).then(
-        () => this.done(),
-        (err: unknown) => {
-          debug('request failed unexpectedly: %s', err instanceof Error ? err.message : String(err));
-          this.done();
-        },
-      );
-      if (this.phase !== 'transmission') return;
-    }
-    if (this.inFlight >= this.maxInFlight && !this.paused) {
-      this.paused = true;
-      this.sock.pause();
-    }
+    for (const r of reqs) this.queued.push(r);
+    this.dispatch();
   }
 
-  private done(): void {
-    this.inFlight--;
-    if (this.paused && this.inFlight < this.maxInFlight && this.phase === 'transmission') {
+  /**
+   * Start queued requests in order while the connection is under its limits; stop reading from the socket while any
+   * wait, so what a client can make the server hold is bounded (requests, payload bytes, unread reply bytes).
+   */
+  private dispatch(): void {
+    while (this.queued.length > 0 && !this.atLimit()) {
+      const r = this.queued.shift()!;
+      if (r.type === NbdCmd.DISC) {
+        debug('NBD_CMD_DISC');
+        this.queued.length = 0;
+        this.phase = 'closing';
+        this.sock.pause();
+        break;
+      }
+      const bytes = r.type === NbdCmd.READ || r.type === NbdCmd.WRITE ? r.length : 0;
+      this.inFlight++;
+      this.inFlightBytes += bytes;
+      this.run(r).then(
+        () => this.done(bytes),
+        (err: unknown) => {
+          debug('request failed unexpectedly: %s', err instanceof Error ? err.message : String(err));
+          this.done(bytes);
+        },
+      );
+    }
+    if (this.phase === 'closing') {
+      this.finishIfIdle();
+      return;
+    }
+    if (this.queued.length > 0 || this.atLimit()) {
+      if (!this.paused) {
+        this.paused = true;
+        this.sock.pause();
+      }
+      if (this.sock.writableLength >= MAX_IN_FLIGHT_BYTES && !this.awaitingDrain) {
+        this.awaitingDrain = true;
+        this.sock.once('drain', () => {
+          this.awaitingDrain = false;
+          this.dispatch();
+        });
+      }
+    } else if (this.paused && this.phase === 'transmission') {
       this.paused = false;
       this.sock.resume();
     }
-    this.finishIfIdle();
+  }
+
+  /**
+   * Too much in flight, or too many reply bytes the client has not read yet (a client that sends reads and never
+   * reads the replies must not grow the server's memory without bound). One request always runs when none is in
+   * flight, whatever its size.
+   */
+  private atLimit(): boolean {
+    if (this.inFlight === 0) return this.sock.writableLength >= MAX_IN_FLIGHT_BYTES;
+    return this.inFlight >= this.maxInFlight || this.inFlightBytes >= MAX_IN_FLIGHT_BYTES || this.sock.writableLength >= MAX_IN_FLIGHT_BYTES;
+  }
+
+  private done(bytes: number): void {
+    this.inFlight--;
+    this.inFlightBytes -= bytes;
+    this.dispatch();
   }
 
   /** Run one request and send its reply; never rejects for what the namespace or client did. */
