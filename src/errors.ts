@@ -40,6 +40,8 @@ export const ErrorCode = {
   SPDK_RPC: 'NVMEOF_ERR_SPDK_RPC',
   /** An NBD client broke the NBD protocol (bad magic, oversize or malformed request or option). */
   NBD_PROTOCOL: 'NVMEOF_ERR_NBD_PROTOCOL',
+  /** DH-HMAC-CHAP in-band authentication failed (either side, with the reason in words; see `AuthError`). */
+  AUTH: 'NVMEOF_ERR_AUTH',
 } as const;
 
 /** One of the {@link ErrorCode} strings. */
@@ -292,6 +294,28 @@ export class UnsupportedError extends NvmeofError {
 export class NbdProtocolError extends NvmeofError {
   constructor(message: string, options?: NvmeofErrorOptions) {
     super(ErrorCode.NBD_PROTOCOL, message, options);
+  }
+}
+
+/** Who ended a failed DH-HMAC-CHAP transaction: the controller (AUTH_Failure1) or the host (AUTH_Failure2 / refusal). */
+export type AuthFailureSide = 'host' | 'controller';
+
+/**
+ * DH-HMAC-CHAP in-band authentication failed (`NVMEOF_ERR_AUTH`). The message says which side failed and why; it
+ * never contains a secret.
+ */
+export class AuthError extends NvmeofError {
+  /** 'controller' when the controller rejected the host (AUTH_Failure1), 'host' when the host refused the controller. */
+  readonly side: AuthFailureSide;
+  /** Reason code explanation of the AUTH_Failure message sent or received (1 failed .. 7 incorrect message), if any. */
+  readonly reason: number | undefined;
+  /** Queue the transaction ran on, when known. */
+  readonly qid: number | undefined;
+  constructor(message: string, side: AuthFailureSide, o: { reason?: number; qid?: number } & NvmeofErrorOptions = {}) {
+    super(ErrorCode.AUTH, message, o);
+    this.side = side;
+    this.reason = o.reason;
+    this.qid = o.qid;
   }
 }
 

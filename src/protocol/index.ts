@@ -21,3 +21,4 @@ export * from './ana.js';
 export * from './async-events.js';
 export * from './logpages.js';
 export * from './reservations.js';
+export * from './auth.js';
