@@ -8,8 +8,10 @@
 import { Buffer, constants as bufferConstants } from 'node:buffer';
 import { availableParallelism } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { randomInt } from 'node:crypto';
 import { debuglog } from 'node:util';
 import {
+  AuthError,
   ConnectionClosedError,
   ControllerError,
   InvalidArgumentError,
@@ -30,6 +32,7 @@ import type { AnaLog } from '../protocol/logpages.js';
 import { MAX_QUEUE_DEPTH, QueuePair, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
 import { abortError, withTimeout } from '../util.js';
 import { resolveHostIdentity, type HostIdentity } from './identity.js';
+import { authenticate, parseDhchapOptions, type AuthenticationInfo, type DhchapCredentials, type DhchapOptions } from './auth.js';
 import { Namespace } from './namespace.js';
 import { AnaTracker, readAnaLog, type AnaDiff, type AnaRefreshReason } from './ana.js';
 import { anaStateFromPathStatus, type AnaStateName } from '../protocol/ana.js';
@@ -84,7 +87,19 @@ export interface ConnectOptions {
    * outstanding, delivering typed events through `on()` / `events()`. Default true.
    */
   events?: boolean;
+  /**
+   * DH-HMAC-CHAP in-band authentication: the host secret (and the controller secret for bidirectional
+   * authentication), and the hashes and DH groups to offer. Used on every queue whose Connect response asks for
+   * authentication (AUTHREQ.ATR); a controller that does not ask is not authenticated.
+   */
+  dhchap?: DhchapOptions;
   signal?: AbortSignal;
+}
+
+/** Security of an association (`ctrl.security`). */
+export interface ControllerSecurity {
+  /** Set when the admin queue was authenticated with DH-HMAC-CHAP (by the last transaction on it). */
+  authentication?: AuthenticationInfo;
 }
 
 /** Options for {@link Controller.readLog}. */
@@ -176,9 +191,16 @@ export class Controller {
   private ana: AnaTracker | undefined;
   /** Aborted when the controller closes: ends waits that must not outlive it. */
   private readonly lifetime = new AbortController();
+  /** Parsed DH-HMAC-CHAP keys (never printed), kept out of `opts`. */
+  private readonly credentials: DhchapCredentials | undefined;
+  private authInfo: AuthenticationInfo | undefined;
+  /** Next DH-HMAC-CHAP transaction identifier. */
+  private nextTid = randomInt(0, 0x10000);
 
-  private constructor(opts: ConnectOptions, id: HostIdentity) {
-    this.opts = opts;
+  private constructor(opts: ConnectOptions, id: HostIdentity, credentials: DhchapCredentials | undefined) {
+    const { dhchap: _dhchap, ...rest } = opts;
+    this.opts = rest;
+    this.credentials = credentials;
     this.host = opts.host;
     this.port = opts.port ?? 4420;
     this.subnqn = opts.subnqn;
@@ -190,9 +212,10 @@ export class Controller {
   /** Validate options, then bring up the controller. */
   static async connect(opts: ConnectOptions): Promise<Controller> {
     validateConnectOptions(opts);
+    const credentials = opts.dhchap === undefined ? undefined : parseDhchapOptions(opts.dhchap);
     if (opts.signal?.aborted) throw abortError(opts.signal);
     const id = resolveHostIdentity({ hostnqn: opts.hostnqn, hostid: opts.hostid });
-    const ctrl = new Controller(opts, id);
+    const ctrl = new Controller(opts, id, credentials);
     try {
       await ctrl.bringUp();
     } catch (err) {
@@ -306,7 +329,53 @@ export class Controller {
         connect: { hostnqn: this.hostnqn, subnqn: this.subnqn, qid },
       });
     }
-    return c.cqe.dw0 & 0xffff;
+    const result = cmds.parseConnectResult(c.cqe.dw0);
+    if (result.secureChannelRequired) {
+      throw new AuthError(`queue ${qid} of ${this.subnqn}: the controller requires authentication with a secure channel (AUTHREQ.ASCR), which is not supported`, 'controller', { qid });
+    }
+    if (result.authRequired) {
+      const info = await this.authenticateQueue(qp, qid);
+      if (qid === 0) this.authInfo = info;
+    }
+    return result.cntlid;
+  }
+
+  /** One DH-HMAC-CHAP transaction on a queue. */
+  private authenticateQueue(qp: QueuePair, qid: number): Promise<AuthenticationInfo> {
+    if (this.credentials === undefined) {
+      return Promise.reject(
+        new AuthError(`queue ${qid} of ${this.subnqn}: the controller requires DH-HMAC-CHAP authentication (AUTHREQ.ATR) for host ${this.hostnqn}, but no dhchap secret was given`, 'controller', { qid }),
+      );
+    }
+    const tid = this.nextTid;
+    this.nextTid = (this.nextTid + 1) & 0xffff;
+    return authenticate({
+      submit: (cmd, o) => qp.submit(cmd, o),
+      qid,
+      tid,
+      hostnqn: this.hostnqn,
+      subnqn: this.subnqn,
+      credentials: this.credentials,
+      timeout: this.opts.connectTimeout ?? 10_000,
+      signal: this.opts.signal,
+    });
+  }
+
+  /** How the association is secured: the DH-HMAC-CHAP hash, group and direction of the admin queue's last transaction. */
+  get security(): ControllerSecurity {
+    return this.authInfo === undefined ? {} : { authentication: { ...this.authInfo } };
+  }
+
+  /**
+   * Run a new DH-HMAC-CHAP transaction on the live admin queue (after a key rotation on the target, for example).
+   * Needs `dhchap` in the connect options. Rejects with AuthError when the transaction fails.
+   */
+  async reauthenticate(): Promise<AuthenticationInfo> {
+    if (this._state !== 'live') throw this.failure ?? new InvalidStateError(`controller is ${this._state}`);
+    if (this.credentials === undefined) throw new InvalidStateError('reauthenticate() needs the dhchap option at connect');
+    const info = await this.authenticateQueue(this.admin, 0);
+    this.authInfo = info;
+    return { ...info };
   }
 
   private async bringUp(): Promise<void> {

@@ -6,6 +6,7 @@
  * Every byte leaves through {@link TargetConnection.flush}, which writes one corked batch per tick
  * (or, under a `tiny-writes` fault, small pieces one event loop turn apart).
  */
+import type { QueueAuth } from './auth.js';
 import { Buffer } from 'node:buffer';
 import type * as net from 'node:net';
 import { ProtocolError } from '../errors.js';
@@ -14,7 +15,7 @@ import { type DataPduHeader } from '../protocol/reader.js';
 import { encodeCqe, StatusField } from '../protocol/cqe.js';
 import { PduStream } from '../transport/pdu-stream.js';
 import { decodeSqe } from '../protocol/sqe.js';
-import { ADMIN_IN_CAPSULE_BYTES, AdminOpcode, FABRICS_OPCODE, FabricsType, GenericStatus, SglSubtype, StatusCodeType, opcodeName } from '../protocol/constants.js';
+import { ADMIN_IN_CAPSULE_BYTES, AdminOpcode, FABRICS_OPCODE, FabricsType, GenericStatus, SglSubtype, StatusCodeType, opcodeName, FabricsStatus } from '../protocol/constants.js';
 import { handleAdmin } from './admin.js';
 import { DEFERRED, fail, type Cmd, type CommandResult, type HandlerResult } from './command.js';
 import type { TargetController } from './controller.js';
@@ -53,6 +54,8 @@ export class TargetConnection {
   sqsize = 0;
   /** The controller once the queue is connected. */
   controller: TargetController | undefined;
+  /** @internal DH-HMAC-CHAP state when the host must authenticate on this queue. */
+  auth: QueueAuth | undefined;
   /** Why the connection closed. */
   closeReason: string | undefined;
 
@@ -364,6 +367,8 @@ export class TargetConnection {
     }
     const ctrl = this.controller;
     if (ctrl === undefined) return fail(Sct.Generic, GenericStatus.CommandSequenceError);
+    // Until the queue is authenticated only Connect and Authentication Send/Receive run (status 191h).
+    if (this.auth !== undefined && !this.auth.authenticated) return fail(Sct.CommandSpecific, FabricsStatus.AuthenticationRequired);
     if (this.qid === 0) return handleAdmin(cmd, ctrl, this.core);
     return handleIo(cmd, ctrl, this.core.maxTransferBytes, this.notifyReservation);
   }

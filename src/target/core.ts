@@ -2,6 +2,7 @@
  * The state of an embedded target: ports, subsystems, controllers, connections, referrals and the
  * discovery log. NvmeTarget is the public face of it.
  */
+import type { AuthenticationOutcome } from './auth.js';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
@@ -113,6 +114,15 @@ export interface ProtocolErrorEvent {
   message: string;
 }
 
+/** Payload of the target's 'authentication' event. */
+export interface AuthenticationEvent extends AuthenticationOutcome {
+  connectionId: number;
+  qid: number;
+  cntlid: number | undefined;
+  subnqn: string | undefined;
+  hostnqn: string | undefined;
+}
+
 /**
  * What NvmeTarget delivers to `on(type, listener)` and `events()`, told apart by `type`:
  * - `connection`: a TCP connection was accepted;
@@ -123,6 +133,7 @@ export interface ProtocolErrorEvent {
  * - `keep-alive-timeout`: a controller's keep-alive timer expired (it is being torn down);
  * - `protocol-error`: a connection ended with a TermReq (either way); `handler-error`: a command handler threw
  *   (the command completed with Internal Error);
+ * - `authentication`: a DH-HMAC-CHAP transaction on a queue ended, with its outcome (never a secret);
  * - `overflow`: an `events()` iterator dropped events its full queue could not hold.
  */
 export type TargetEvent =
@@ -137,6 +148,7 @@ export type TargetEvent =
   | { type: 'keep-alive-timeout'; controller: TargetController }
   | ({ type: 'protocol-error' } & ProtocolErrorEvent)
   | { type: 'handler-error'; error: Error }
+  | ({ type: 'authentication' } & AuthenticationEvent)
   | { type: 'overflow'; dropped: number };
 
 /** Each target event type with its event, plus '*' for all: what `NvmeTarget.on(type, listener)` hands a listener. */
@@ -145,7 +157,7 @@ export type TargetEventMap = { [K in TargetEvent['type']]: Extract<TargetEvent, 
 /** Every target event type, for checking what callers pass to `on()`. */
 export const TARGET_EVENT_TYPES: ReadonlySet<string> = new Set<TargetEvent['type']>([
   'connection', 'connect', 'disconnect', 'command', 'controller', 'controller-closed', 'shutdown', 'property-set',
-  'keep-alive-timeout', 'protocol-error', 'handler-error', 'overflow',
+  'keep-alive-timeout', 'protocol-error', 'handler-error', 'authentication', 'overflow',
 ]);
 
 /** How the core hands events to its NvmeTarget: `wants` first, so hot paths build no event nobody listens to. */
@@ -568,6 +580,12 @@ export class TargetCore implements SubsystemOwner, ControllerOwner {
     }
     this.lingering.add(socket);
     socket.once('close', () => this.lingering.delete(socket));
+  }
+
+  authenticationEnded(conn: TargetConnection, o: AuthenticationOutcome): void {
+    if (!this.events.wants('authentication')) return;
+    const c = conn.controller;
+    this.events.emit({ type: 'authentication', connectionId: conn.id, qid: conn.qid, cntlid: c?.cntlid, subnqn: c?.subnqn, hostnqn: c?.hostnqn, ...o });
   }
 
   handlerError(_conn: TargetConnection, err: Error): void {

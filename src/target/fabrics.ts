@@ -2,10 +2,12 @@
  * Fabrics command handlers of the embedded target: Connect, Property Get/Set and Disconnect.
  */
 import { Buffer } from 'node:buffer';
-import { CNTLID_DYNAMIC, CONNECT_DATA_SIZE, FabricsStatus, FabricsType, GenericStatus, StatusCodeType } from '../protocol/constants.js';
+import { CNTLID_DYNAMIC, CONNECT_DATA_SIZE, ConnectAuthReq, FabricsStatus, FabricsType, GenericStatus, StatusCodeType } from '../protocol/constants.js';
 import { DISCOVERY_NQN, formatUuid, readNqnField } from '../protocol/nqn.js';
 import { dw, fail, ok, status, type Cmd, type CommandResult } from './command.js';
 import type { TargetCore } from './core.js';
+import type { TargetSubsystem } from './subsystem.js';
+import { QueueAuth } from './auth.js';
 
 const Sct = StatusCodeType;
 
@@ -20,6 +22,12 @@ export function handleFabrics(cmd: Cmd, core: TargetCore): CommandResult {
   if (cmd.fctype === FabricsType.Connect) return connect(cmd, core);
   const ctrl = conn.controller;
   if (ctrl === undefined) return fail(Sct.Generic, GenericStatus.CommandSequenceError);
+  if (cmd.fctype === FabricsType.AuthSend || cmd.fctype === FabricsType.AuthRecv) {
+    // Authentication commands on a queue whose host has no DH-HMAC-CHAP key: Invalid Opcode, as nvmet without a key.
+    if (conn.auth === undefined) return fail(Sct.Generic, GenericStatus.InvalidOpcode);
+    return cmd.fctype === FabricsType.AuthSend ? conn.auth.send(cmd) : conn.auth.receive(cmd);
+  }
+  if (conn.auth !== undefined && !conn.auth.authenticated) return fail(Sct.CommandSpecific, FabricsStatus.AuthenticationRequired);
   switch (cmd.fctype) {
     case FabricsType.PropertyGet: {
       if (conn.qid !== 0) return fail(Sct.Generic, GenericStatus.InvalidOpcode);
@@ -71,7 +79,7 @@ function connect(cmd: Cmd, core: TargetCore): CommandResult {
     const ctrl = core.createController({ subsystem: subsys, subnqn, hostnqn, hostid, hostidBytes, port, kato: discovery && kato === 0 ? 120_000 : kato });
     if (ctrl === undefined) return fail(Sct.CommandSpecific, FabricsStatus.ConnectControllerBusy);
     conn.attach(ctrl, 0, sqsize);
-    return ok(ctrl.cntlid);
+    return connected(conn, core, ctrl.cntlid, subsys, hostnqn, subnqn);
   }
   if (subsys === undefined) return invalidParameter(0, 42);
   const ctrl = subsys.controllers().find((c) => c.cntlid === cntlid && c.hostnqn === hostnqn && c.hostid === hostid && !c.closed);
@@ -79,5 +87,13 @@ function connect(cmd: Cmd, core: TargetCore): CommandResult {
   const limit = ctrl.ioQueuesGranted ?? core.options.maxIoQueues;
   if (qid > limit || ctrl.queues.has(qid)) return invalidParameter(0, 42);
   conn.attach(ctrl, qid, sqsize);
-  return ok(ctrl.cntlid);
+  return connected(conn, core, ctrl.cntlid, subsys, hostnqn, subnqn);
+}
+
+/** A successful Connect: AUTHREQ.ATR (DW0 bit 17) when the host has a DH-HMAC-CHAP key on the subsystem. */
+function connected(conn: Cmd['conn'], core: TargetCore, cntlid: number, subsys: TargetSubsystem | undefined, hostnqn: string, subnqn: string): CommandResult {
+  const cfg = subsys?.dhchapFor(hostnqn);
+  if (cfg === undefined) return ok(cntlid);
+  conn.auth = new QueueAuth(() => subsys?.dhchapFor(hostnqn), hostnqn, subnqn, (o) => core.authenticationEnded(conn, o));
+  return ok((cntlid | ConnectAuthReq.ATR) >>> 0);
 }

@@ -14,7 +14,9 @@ export {
   type DisconnectEvent,
   type ProtocolErrorEvent,
   type ResolvedOptions,
+  type AuthenticationEvent,
 } from './core.js';
+export type { TargetDhchapOptions, AuthenticationOutcome } from './auth.js';
 export { TargetSubsystem, TargetNamespace, type PortRef } from './subsystem.js';
 export { TargetController } from './controller.js';
 // Event values are the protocol's (one definition for host and target).

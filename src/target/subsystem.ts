@@ -10,6 +10,7 @@ import { RamStore } from './store.js';
 import { ReservationState } from './reservations.js';
 import { anaStateValue, type AnaStateInput, type NamespaceOptions, type SubsystemOptions } from './types.js';
 import type { TargetController } from './controller.js';
+import { parseTargetDhchap, type TargetDhchap, type TargetDhchapOptions } from './auth.js';
 
 /** A port given as its port ID or as an object carrying one (a TargetPort). */
 export type PortRef = number | { readonly portid: number };
@@ -147,6 +148,7 @@ export class TargetSubsystem {
   readonly ana: boolean;
   private _allowAnyHost: boolean;
   private readonly allowed = new Set<string>();
+  private readonly dhchap = new Map<string, TargetDhchap>();
   private readonly nsMap = new Map<number, TargetNamespace>();
   /** @internal Ports the subsystem is exported on. */
   ports: 'all' | Set<number>;
@@ -174,6 +176,10 @@ export class TargetSubsystem {
     if (this.model.length > 40 || !/^[\x20-\x7e]*$/.test(this.model)) throw new InvalidArgumentError('model must be at most 40 printable ASCII characters');
     this.ana = o.ana ?? false;
     for (const h of o.allowedHosts ?? []) this.allowed.add(h);
+    if (o.dhchap !== undefined) {
+      if (o.dhchap === null || typeof o.dhchap !== 'object') throw new InvalidArgumentError('dhchap must be an object mapping host NQNs to { secret, ctrlSecret?, hashes?, dhgroups? }');
+      for (const [h, cfg] of Object.entries(o.dhchap)) this.dhchap.set(h, parseTargetDhchap(cfg, `dhchap[${JSON.stringify(h)}]`));
+    }
     this._allowAnyHost = o.allowAnyHost ?? o.allowedHosts === undefined;
     this.ports = ports;
   }
@@ -204,6 +210,21 @@ export class TargetSubsystem {
     if (this.allowed.has(hostnqn)) return;
     this.allowed.add(hostnqn);
     this.owner.discoveryChanged();
+  }
+
+  /**
+   * Require DH-HMAC-CHAP from a host (as Linux nvmet's hosts/<nqn>/dhchap_key and dhchap_ctrl_key), or stop
+   * requiring it (`undefined`). Applies to queues connected from now on; re-authentication uses the new keys.
+   */
+  setHostDhchap(hostnqn: string, o: TargetDhchapOptions | undefined): void {
+    if (typeof hostnqn !== 'string' || hostnqn.length === 0) throw new InvalidArgumentError('hostnqn must be a non-empty string');
+    if (o === undefined) this.dhchap.delete(hostnqn);
+    else this.dhchap.set(hostnqn, parseTargetDhchap(o, 'dhchap'));
+  }
+
+  /** @internal The DH-HMAC-CHAP settings of a host, if it must authenticate. */
+  dhchapFor(hostnqn: string): TargetDhchap | undefined {
+    return this.dhchap.get(hostnqn);
   }
 
   /** Stop allowing a host (existing controllers stay connected, as on Linux). */

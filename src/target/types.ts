@@ -4,6 +4,7 @@
 import type { Buffer } from 'node:buffer';
 import { InvalidArgumentError } from '../errors.js';
 import { AnaState } from '../protocol/ana.js';
+import type { TargetDhchapOptions } from './auth.js';
 
 /** An ANA state by name or by its value in the ANA log (1 optimized .. 4 persistent loss, 15 change). */
 export type AnaStateInput = 'optimized' | 'non-optimized' | 'inaccessible' | 'persistent-loss' | 'change' | number;
@@ -98,6 +99,11 @@ export interface SubsystemOptions {
   allowedHosts?: string[];
   /** Report Asymmetric Namespace Access (CMIC.ANA, ANA log, path status for I/O). Default false. */
   ana?: boolean;
+  /**
+   * DH-HMAC-CHAP per host NQN: hosts listed must authenticate on every queue (Connect answers AUTHREQ.ATR) with
+   * `secret`, and can ask the controller to prove `ctrlSecret`. See TargetSubsystem.setHostDhchap().
+   */
+  dhchap?: Record<string, TargetDhchapOptions>;
   /** Ports the subsystem is exported on: 'all' (every port, now and later) or a list. Default 'all'. */
   ports?: 'all' | Array<number | { portid: number }>;
 }
