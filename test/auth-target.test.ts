@@ -13,6 +13,10 @@ import * as cmds from '../src/protocol/commands.js';
 import { QueuePair } from '../src/transport/queue-pair.js';
 import type { AuthenticationEvent } from '../src/target/index.js';
 import type { DhchapGroup, DhchapHash } from '../src/protocol/auth.js';
+import { NvmeTarget } from '../src/target/index.js';
+import { discover, watchDiscovery } from '../src/host/discovery.js';
+import { openMultipath } from '../src/multipath/index.js';
+import { DISCOVERY_NQN } from '../src/protocol/nqn.js';
 import { TargetEnv, SUBNQN, HOSTNQN } from './helpers/target-env.js';
 
 const env = new TargetEnv();
@@ -233,5 +237,57 @@ describe('DH-HMAC-CHAP with the embedded target', () => {
     const ctrl = await env.connect({ dhchap: { secret: HOST_KEY, ctrlSecret: CTRL_KEY }, ioQueues: 1 });
     expectNoSecret(inspect(ctrl, { depth: 6, showHidden: true }), HOST_KEY, CTRL_KEY);
     expectNoSecret(JSON.stringify(ctrl.security), HOST_KEY, CTRL_KEY);
+  });
+});
+
+describe('DH-HMAC-CHAP for discovery and multipath', () => {
+  it('discover() and watchDiscovery() authenticate to a discovery controller that requires it', async () => {
+    const events = await authEnv({});
+    env.target.setDiscoveryDhchap(HOSTNQN, { secret: HOST_KEY, ctrlSecret: CTRL_KEY, dhgroups: ['ffdhe2048'] });
+    const dhchap = { secret: HOST_KEY, ctrlSecret: CTRL_KEY };
+    const res = await discover({ host: '127.0.0.1', port: env.port.port, hostnqn: HOSTNQN, dhchap });
+    expect(res.entries.map((e) => e.subnqn)).toContain(SUBNQN);
+    expect(events.filter((e) => e.subnqn === DISCOVERY_NQN && e.ok && e.bidirectional).length).toBe(1);
+    const refused = await failure(discover({ host: '127.0.0.1', port: env.port.port, hostnqn: HOSTNQN }));
+    expect(refused.message).toMatch(/no dhchap secret/);
+    const w = await watchDiscovery({ host: '127.0.0.1', port: env.port.port, hostnqn: HOSTNQN, dhchap });
+    try {
+      expect(w.log.entries.map((e) => e.subnqn)).toContain(SUBNQN);
+      expect(events.filter((e) => e.subnqn === DISCOVERY_NQN && e.ok).length).toBe(2);
+      expectNoSecret(inspect(w, { depth: 8, showHidden: true }), HOST_KEY, CTRL_KEY);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('multipath paths authenticate on every path and keep the keys out of health() and inspect()', async () => {
+    const target = env.track(new NvmeTarget());
+    const p1 = await target.listen({ host: '127.0.0.1', port: 0 });
+    const p2 = await target.listen({ host: '127.0.0.1', port: 0 });
+    const subsys = target.addSubsystem({ nqn: SUBNQN, dhchap: { [HOSTNQN]: { secret: HOST_KEY, ctrlSecret: CTRL_KEY, dhgroups: ['ffdhe2048'] } } });
+    subsys.addNamespace({ blocks: 4096 });
+    const events: AuthenticationEvent[] = [];
+    target.on('authentication', (e) => events.push(e));
+    const m = await openMultipath({
+      subnqn: SUBNQN,
+      nsid: 1,
+      hostnqn: HOSTNQN,
+      paths: [
+        { host: '127.0.0.1', port: p1.port },
+        { host: '127.0.0.1', port: p2.port },
+      ],
+      ioQueues: 1,
+      dhchap: { secret: HOST_KEY, ctrlSecret: CTRL_KEY },
+    });
+    try {
+      const data = randomBytes(4096);
+      await m.write(0n, data);
+      expect((await m.read(0n, 8)).equals(data)).toBe(true);
+      // Two paths, an admin and an I/O queue each, all authenticated in both directions.
+      expect(events.filter((e) => e.ok && e.bidirectional).length).toBe(4);
+      expectNoSecret(JSON.stringify(m.health()) + inspect(m, { depth: 8, showHidden: true }), HOST_KEY, CTRL_KEY);
+    } finally {
+      await m.close();
+    }
   });
 });

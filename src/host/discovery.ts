@@ -22,6 +22,7 @@ import {
 import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
 import { abortError } from '../util.js';
 import { connect, type ConnectOptions, type Controller } from './controller.js';
+import type { DhchapOptions } from './auth.js';
 import { EventChannel, type BoundedEventIterator } from '../event-channel.js';
 import type { DistributiveOmit } from './events.js';
 import { protocolError } from '../protocol/pdu.js';
@@ -192,6 +193,8 @@ export interface DiscoverOptions {
   followReferrals?: boolean | { maxDepth?: number };
   /** Re-reads of a log whose GENCTR moved, per controller. Default 10. */
   maxRetries?: number;
+  /** DH-HMAC-CHAP keys for discovery controllers that require authentication (see ConnectOptions.dhchap). */
+  dhchap?: DhchapOptions;
   signal?: AbortSignal;
 }
 
@@ -245,8 +248,12 @@ function connectOptions(o: DiscoverOptions | WatchDiscoveryOptions, at: { host: 
     commandTimeout: o.commandTimeout,
     events,
     signal: o.signal,
+    ...(o.dhchap === undefined ? {} : { dhchap: o.dhchap }),
   };
 }
+
+/** DH-HMAC-CHAP options of each discovery watcher, out of sight of inspect() and JSON. */
+const watcherSecrets = new WeakMap<object, DhchapOptions>();
 
 async function closeQuietly(ctrl: Controller): Promise<void> {
   try {
@@ -344,6 +351,8 @@ export interface WatchDiscoveryOptions {
   dataDigest?: boolean;
   /** Re-reads of a log whose GENCTR moved. Default 10. */
   maxRetries?: number;
+  /** DH-HMAC-CHAP keys for a discovery controller that requires authentication (see ConnectOptions.dhchap). */
+  dhchap?: DhchapOptions;
   /**
    * After the connection is lost, try to connect again every this many ms until close() (0: give up, the watcher
    * closes). On reconnect the log is read again and differences are reported as a change. Default 5000.
@@ -403,7 +412,10 @@ export class DiscoveryWatcher {
   private readonly lifetime = new AbortController();
 
   private constructor(opts: WatchDiscoveryOptions) {
-    this.opts = opts;
+    // DH-HMAC-CHAP keys are kept outside the object so that printing the watcher never shows them.
+    const { dhchap, ...rest } = opts;
+    this.opts = rest;
+    if (dhchap !== undefined) watcherSecrets.set(this, dhchap);
     this.at = { host: opts.host, port: opts.port ?? DISCOVERY_PORT, subnqn: opts.subnqn ?? DISCOVERY_NQN };
   }
 
@@ -452,7 +464,8 @@ export class DiscoveryWatcher {
 
   private connectOnce(): Promise<Controller> {
     // Only the watcher's lifetime cancels a connection attempt; the caller's signal closes the watcher.
-    return connect({ ...connectOptions(this.opts, this.at, this.opts.kato ?? 30_000, true), signal: this.lifetime.signal });
+    const dhchap = watcherSecrets.get(this);
+    return connect({ ...connectOptions({ ...this.opts, dhchap }, this.at, this.opts.kato ?? 30_000, true), signal: this.lifetime.signal });
   }
 
   private readLog(ctrl: Controller): Promise<DiscoveryLogSnapshot> {

@@ -112,6 +112,9 @@ export interface PathOptions extends Omit<ConnectOptions, 'signal'> {
   prepare?: (ctrl: PathController, path: Path, info: { initial: boolean }) => Promise<void>;
 }
 
+/** DH-HMAC-CHAP options of each path, out of sight of inspect() and JSON. */
+const pathSecrets = new WeakMap<object, NonNullable<ConnectOptions['dhchap']>>();
+
 /** The path leads somewhere else than expected (another subsystem or another namespace). The path is not used. */
 export class PathMismatchError extends ControllerError {}
 
@@ -279,8 +282,10 @@ export class Path {
     this.reconnectDelay = opts.reconnectDelay ?? DEFAULT_RECONNECT_DELAY;
     this.ctrlLossTimeout = opts.ctrlLossTimeout ?? DEFAULT_CTRL_LOSS_TIMEOUT;
     this.fastIoFailTimeout = opts.fastIoFailTimeout ?? -1;
-    const { reconnectDelay: _r, ctrlLossTimeout: _c, fastIoFailTimeout: _f, connect: _cf, prepare: _p, ...connectOpts } = opts;
+    const { reconnectDelay: _r, ctrlLossTimeout: _c, fastIoFailTimeout: _f, connect: _cf, prepare: _p, dhchap, ...connectOpts } = opts;
     this.connectOpts = { ...connectOpts, port, hostnqn: this.hostnqn, hostid: this.hostid };
+    // DH-HMAC-CHAP keys are kept outside the object so that printing a path never shows them.
+    if (dhchap !== undefined) pathSecrets.set(this, dhchap);
     this.connectFn = opts.connect ?? connectController;
     this.prepare = opts.prepare;
   }
@@ -512,7 +517,8 @@ export class Path {
     this.attemptAbort = ac;
     let ctrl: PathController | undefined;
     try {
-      ctrl = await this.connectFn({ ...this.connectOpts, host: this.host, signal: ac.signal });
+      const dhchap = pathSecrets.get(this);
+      ctrl = await this.connectFn({ ...this.connectOpts, host: this.host, signal: ac.signal, ...(dhchap === undefined ? {} : { dhchap }) });
       if (this._state !== 'connecting' || ac.signal.aborted) {
         ctrl.destroy(new ConnectionClosedError(`path ${this.id} is ${this._state}`));
         return;

@@ -2,7 +2,7 @@
  * The state of an embedded target: ports, subsystems, controllers, connections, referrals and the
  * discovery log. NvmeTarget is the public face of it.
  */
-import type { AuthenticationOutcome } from './auth.js';
+import type { AuthenticationOutcome, TargetDhchap } from './auth.js';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
@@ -581,6 +581,9 @@ export class TargetCore implements SubsystemOwner, ControllerOwner {
     this.lingering.add(socket);
     socket.once('close', () => this.lingering.delete(socket));
   }
+
+  /** DH-HMAC-CHAP settings per host NQN for the discovery subsystem. */
+  readonly discoveryDhchap = new Map<string, TargetDhchap>();
 
   authenticationEnded(conn: TargetConnection, o: AuthenticationOutcome): void {
     if (!this.events.wants('authentication')) return;

@@ -92,8 +92,8 @@ function connect(cmd: Cmd, core: TargetCore): CommandResult {
 
 /** A successful Connect: AUTHREQ.ATR (DW0 bit 17) when the host has a DH-HMAC-CHAP key on the subsystem. */
 function connected(conn: Cmd['conn'], core: TargetCore, cntlid: number, subsys: TargetSubsystem | undefined, hostnqn: string, subnqn: string): CommandResult {
-  const cfg = subsys?.dhchapFor(hostnqn);
-  if (cfg === undefined) return ok(cntlid);
-  conn.auth = new QueueAuth(() => subsys?.dhchapFor(hostnqn), hostnqn, subnqn, (o) => core.authenticationEnded(conn, o));
+  const current = () => (subsys === undefined ? core.discoveryDhchap.get(hostnqn) : subsys.dhchapFor(hostnqn));
+  if (current() === undefined) return ok(cntlid);
+  conn.auth = new QueueAuth(current, hostnqn, subnqn, (o) => core.authenticationEnded(conn, o));
   return ok((cntlid | ConnectAuthReq.ATR) >>> 0);
 }

@@ -14,6 +14,7 @@
 import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../event-channel.js';
 import { InvalidArgumentError } from '../errors.js';
 import { DISCOVERY_NQN } from '../protocol/nqn.js';
+import { parseTargetDhchap, type TargetDhchapOptions } from './auth.js';
 import type { TargetConnection } from './connection.js';
 import type { TargetController } from './controller.js';
 import { resolveOptions, TargetCore, type ResolvedOptions, type TargetEvent, type TargetEventMap, TARGET_EVENT_TYPES, type TargetPort, type TargetReferral } from './core.js';
@@ -58,6 +59,16 @@ export class NvmeTarget {
     this.core = new TargetCore(resolved, { wants: (type) => hub.subscribers(type) > 0, emit: (ev) => hub.emit(ev) });
     this.options = resolved;
     this.faults = this.core.faults;
+  }
+
+  /**
+   * Require DH-HMAC-CHAP from a host on the discovery subsystem (or stop requiring it with `undefined`), as
+   * TargetSubsystem.setHostDhchap() does for an NVM subsystem.
+   */
+  setDiscoveryDhchap(hostnqn: string, o: TargetDhchapOptions | undefined): void {
+    if (typeof hostnqn !== 'string' || hostnqn.length === 0) throw new InvalidArgumentError('hostnqn must be a non-empty string');
+    if (o === undefined) this.core.discoveryDhchap.delete(hostnqn);
+    else this.core.discoveryDhchap.set(hostnqn, parseTargetDhchap(o, 'dhchap'));
   }
 
   /** Open a listening port. Resolves with the port (its `host`, real `port` number and `portid`). */
