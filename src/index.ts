@@ -18,6 +18,9 @@ export { Namespace, type IoOptions, type WriteOptions, type LbaRange, type Names
 export { resolveHostIdentity, type HostIdentity, type HostIdentityOptions } from './host/identity.js';
 export type { ReservationAcquireParams, ReservationCommandOptions, ReservationNamespace, ReservationNotification, ReservationNotificationName, ReservationRegisterParams, ReservationRegistrant, ReservationReleaseParams, ReservationReport, ReservationReportParams, ReservationType } from './host/reservations.js';
 export { type ReadLogOptions } from './host/controller.js';
+export { type ControllerSecurity } from './host/controller.js';
+export { parseDhchapOptions, type DhchapOptions, type AuthenticationInfo, type DhchapCredentials } from './host/auth.js';
+export { parseDhchapKey, DhchapKey, type DhchapHash, type DhchapGroup } from './protocol/auth.js';
 export { AsyncEventType, AsyncEventConfig, NoticeEvent, decodeAsyncEvent, asyncEventName, type AsyncEventInfo } from './protocol/async-events.js';
 export type { AsyncEventStatus } from './host/aer.js';
 export type { BoundedEventIterator } from './event-channel.js';

@@ -487,7 +487,7 @@ describe('cli: demo', () => {
     const r = await run(['demo']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    for (const s of ['1. Target started', '2. Discovery log read', '3. Connected to', '4. Wrote 1.00 MiB', 'identical', '5. Opened namespace 1 through both ports', '6. ANA change', 'optimized -> inaccessible', 'Asymmetric Access Inaccessible', 'the data written in step 4', '7. Shut down']) {
+    for (const s of ['1. Target started', '2. Discovery log read', '3. Connected to', '4. Wrote 1.00 MiB', 'identical', '5. Opened namespace 1 through both ports', '6. ANA change', 'optimized -> inaccessible', 'Asymmetric Access Inaccessible', 'the data written in step 4', '7. DH-HMAC-CHAP', 'requires DH-HMAC-CHAP authentication', 'sha384, ffdhe2048, bidirectional; queues authenticated: 0, 1, 2', '8. Shut down']) {
       expect(r.stdout).toContain(s);
     }
   });
@@ -496,7 +496,8 @@ describe('cli: demo', () => {
     const r = await run(['demo', '-o', 'json']);
     expect(r.code).toBe(0);
     const steps = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
-    expect(steps.map((s) => s.name)).toEqual(['target', 'discovery', 'identify', 'write-read', 'multipath', 'ana-change', 'done']);
+    expect(steps.map((s) => s.name)).toEqual(['target', 'discovery', 'identify', 'write-read', 'multipath', 'ana-change', 'authentication', 'done']);
+    expect(steps[6]).toMatchObject({ authentication: { hash: 'sha384', dhgroup: 'ffdhe2048', bidirectional: true }, queues: [0, 1, 2], verified: true });
     expect(steps[3].verified).toBe(true);
     expect(steps[5]).toMatchObject({ directRead: { ok: false, code: 'NVMEOF_ERR_STATUS', sct: 3, sc: 2 }, multipathRead: { verified: true } });
   });

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { InvalidArgumentError, type ConnectOptions, MAX_QUEUE_DEPTH } from '../index.js';
+import { InvalidArgumentError, type ConnectOptions, MAX_QUEUE_DEPTH, parseDhchapOptions, type DhchapOptions } from '../index.js';
 import { DISCOVERY_NQN, formatUuid, uuidHostNqn } from '../protocol/index.js';
 
 /** Bad command line: unknown command or option, missing or invalid value. Exit code 2. */
@@ -175,6 +175,12 @@ export const COMMON_OPTIONS: OptionSpecs = {
   help: { type: 'boolean', short: 'h', help: 'show help for this command' },
 };
 
+/** DH-HMAC-CHAP keys, as nvme-cli names them; on every connecting command. */
+const DHCHAP_OPTIONS: OptionSpecs = {
+  'dhchap-secret': { type: 'string', short: 'S', arg: 'KEY', help: 'DH-HMAC-CHAP host secret (DHHC-1:HH:...:), or file:PATH to read it from a file' },
+  'dhchap-ctrl-secret': { type: 'string', short: 'C', arg: 'KEY', help: 'DH-HMAC-CHAP controller secret for bidirectional authentication, or file:PATH' },
+};
+
 /** Where to connect and as whom; on every command that connects to a subsystem. */
 export const TARGET_OPTIONS: OptionSpecs = {
   transport: { type: 'string', short: 't', arg: 'TYPE', help: 'transport type (only tcp)', def: 'tcp' },
@@ -189,6 +195,7 @@ export const TARGET_OPTIONS: OptionSpecs = {
   'nr-io-queues': { type: 'string', arg: 'N', help: 'number of I/O queues', def: 'min(4, CPUs) for I/O commands, 0 for admin-only ones' },
   'queue-size': { type: 'string', short: 'Q', arg: 'N', help: 'commands in flight per I/O queue', def: '128' },
   timeout: { type: 'string', arg: 'MS', help: 'per-command timeout in milliseconds', def: '30000' },
+  ...DHCHAP_OPTIONS,
 };
 
 /** Connection flags of discovery controllers (no I/O queues, no keep-alive). */
@@ -202,6 +209,7 @@ export const DISCOVERY_OPTIONS: OptionSpecs = {
   'hdr-digest': TARGET_OPTIONS['hdr-digest']!,
   'data-digest': TARGET_OPTIONS['data-digest']!,
   timeout: TARGET_OPTIONS.timeout!,
+  ...DHCHAP_OPTIONS,
 };
 
 /** Reconnect timers (monitor). */
@@ -308,6 +316,37 @@ export function machineHostNqn(): string | undefined {
   return machineNqn ?? undefined;
 }
 
+/** A key from a flag: the key itself, or `file:PATH` naming a file that holds it (surrounding white space ignored). */
+function keyFlag(v: Values, name: string): string | undefined {
+  const s = v.str(name);
+  if (s === undefined) return undefined;
+  if (!s.startsWith('file:')) return s;
+  const path = s.slice(5);
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new UsageError(`--${name}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, v.command);
+  }
+}
+
+/** DH-HMAC-CHAP options from --dhchap-secret / --dhchap-ctrl-secret (checked here; errors never show a key). */
+export function dhchapFlags(v: Values): DhchapOptions | undefined {
+  const secret = keyFlag(v, 'dhchap-secret');
+  const ctrlSecret = keyFlag(v, 'dhchap-ctrl-secret');
+  if (secret === undefined) {
+    if (ctrlSecret !== undefined) throw new UsageError('--dhchap-ctrl-secret needs --dhchap-secret too', v.command);
+    return undefined;
+  }
+  const o: DhchapOptions = ctrlSecret === undefined ? { secret } : { secret, ctrlSecret };
+  try {
+    parseDhchapOptions(o, 'dhchap');
+  } catch (err) {
+    const msg = (err as Error).message.replace(/^dhchap\.secret/, '--dhchap-secret').replace(/^dhchap\.ctrlSecret/, '--dhchap-ctrl-secret');
+    throw new UsageError(msg, v.command);
+  }
+  return o;
+}
+
 /** Connect options (without host and port) from the connection flags. */
 export function connectFlags(v: Values, defaults: { ioQueues?: number; events?: boolean } = {}, subnqn?: string): Omit<ConnectOptions, 'host' | 'port'> {
   checkTransport(v);
@@ -323,6 +362,8 @@ export function connectFlags(v: Values, defaults: { ioQueues?: number; events?: 
   const timeout = v.int('timeout', 0, 3_600_000);
   if (timeout !== undefined) o.commandTimeout = timeout;
   if (defaults.events !== undefined) o.events = defaults.events;
+  const dhchap = dhchapFlags(v);
+  if (dhchap !== undefined) o.dhchap = dhchap;
   return o;
 }
 
@@ -330,9 +371,11 @@ export function connectFlags(v: Values, defaults: { ioQueues?: number; events?: 
  * Options for a discovery controller from the connection flags: host identity, digests, command timeout, and the
  * subsystem NQN from -n unless `nqn: false` (where -n names the NVM subsystem to look for instead).
  */
-export function discoveryFlags(v: Values, o: { nqn?: boolean } = {}): Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout'> & { subnqn?: string } {
+export function discoveryFlags(v: Values, o: { nqn?: boolean } = {}): Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout' | 'dhchap'> & { subnqn?: string } {
   checkTransport(v);
-  const out: Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout'> & { subnqn?: string } = hostOptions(v);
+  const out: Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout' | 'dhchap'> & { subnqn?: string } = hostOptions(v);
+  const dhchap = dhchapFlags(v);
+  if (dhchap !== undefined) out.dhchap = dhchap;
   const nqn = v.str('nqn');
   if (o.nqn !== false && nqn !== undefined) out.subnqn = nqn;
   if (v.flag('hdr-digest')) out.headerDigest = true;

@@ -95,6 +95,7 @@ export function exitCodeOf(err: unknown): number {
       return ExitCode.INTERRUPTED;
     case ErrorCode.CONNECTION_FAILED:
     case ErrorCode.NO_PATH:
+    case ErrorCode.AUTH:
       return ExitCode.CONNECT;
     case ErrorCode.CONNECTION_CLOSED:
     case ErrorCode.TIMEOUT:

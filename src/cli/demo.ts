@@ -3,7 +3,7 @@
  * discovery, identify, write/read with verification, multipath, an ANA change and the event it causes.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { NvmeStatusError, connect, type Controller, discover, type AnaChangeEvent, openMultipath, type MultipathNamespace, type PathStateEvent } from '../index.js';
+import { AuthError, DhchapKey, NvmeStatusError, connect, type Controller, discover, type AnaChangeEvent, openMultipath, type MultipathNamespace, type PathStateEvent } from '../index.js';
 import { DISCOVERY_NQN } from '../protocol/index.js';
 import { NvmeTarget } from '../target/index.js';
 import { closeQuietly, type Command, type Ctx } from './context.js';
@@ -13,6 +13,8 @@ import { formatBytes, formatMs, formatTable } from './output.js';
 
 /** NQN of the demo's NVM subsystem. */
 export const DEMO_NQN = 'nqn.2024-01.io.nvmeof:demo';
+/** The demo's subsystem that requires DH-HMAC-CHAP. */
+export const DEMO_AUTH_NQN = 'nqn.2024-01.io.nvmeof:demo-auth';
 const HOST = '127.0.0.1';
 const NS_BYTES = 64 * 1024 * 1024;
 const DATA_BYTES = 1024 * 1024;
@@ -51,7 +53,8 @@ export const demoCommand: Command = {
     'ports with two ANA groups, then, step by step: reads the discovery log, connects and identifies, writes random ' +
     'data and reads it back, opens the namespace through both ports (multipath), makes ANA group 1 inaccessible ' +
     'through port 1 and shows the resulting event, the failing direct read and the multipath read that moves to port ' +
-    '2. Then it shuts everything down. No root, kernel modules or network access needed. With --serve the target keeps ' +
+    '2, and connects to a second subsystem that requires DH-HMAC-CHAP (refused without a key, then authenticated both ' +
+    'ways with fresh keys that are never printed). Then it shuts everything down. No root, kernel modules or network access needed. With --serve the target keeps ' +
     'running afterwards (until Ctrl-C) so you can try the other commands against it.',
   options: {
     serve: { type: 'boolean', help: 'keep the target running after the walkthrough, until Ctrl-C' },
@@ -200,6 +203,46 @@ async function runDemo(ctx: Ctx, o: { serve: boolean; port: number }): Promise<n
       },
     );
     if (!mpSame) throw new Error('demo: the data read through multipath differs from the data written');
+
+    // 7. DH-HMAC-CHAP: a subsystem that requires this host to authenticate, both ways.
+    const hostKey = new DhchapKey(randomBytes(32), 1).format();
+    const ctrlKey = new DhchapKey(randomBytes(48), 2).format();
+    const secured = target.addSubsystem({
+      nqn: DEMO_AUTH_NQN,
+      ports: [p1],
+      model: 'nvmeof demo (authenticated)',
+      dhchap: { [ctrl.hostnqn]: { secret: hostKey, ctrlSecret: ctrlKey, hashes: ['sha384'], dhgroups: ['ffdhe2048'] } },
+    });
+    secured.addNamespace({ nsid: 1, sizeBytes: 1024 * 1024, blockSize: 512 });
+    const authenticated: number[] = [];
+    target.on('authentication', (e) => {
+      if (e.subnqn === DEMO_AUTH_NQN && e.ok) authenticated.push(e.qid);
+    });
+    let refusal = '';
+    try {
+      await closeQuietly(await connect({ host: HOST, port: p1.port, subnqn: DEMO_AUTH_NQN, hostnqn: ctrl.hostnqn, ioQueues: 1, signal: ctx.signal }));
+      refusal = 'connected without a key (unexpected)';
+    } catch (err) {
+      if (!(err instanceof AuthError)) throw err;
+      refusal = err.message;
+    }
+    const sec = await connect({ host: HOST, port: p1.port, subnqn: DEMO_AUTH_NQN, hostnqn: ctrl.hostnqn, ioQueues: 2, dhchap: { secret: hostKey, ctrlSecret: ctrlKey }, signal: ctx.signal });
+    const auth = sec.security.authentication!;
+    const secNs = await sec.namespace(1);
+    const secData = randomBytes(4096);
+    await secNs.write(0n, secData, { signal: ctx.signal });
+    const secSame = (await secNs.read(0n, 8, { signal: ctx.signal })).equals(secData);
+    await closeQuietly(sec);
+    step(
+      `DH-HMAC-CHAP: ${DEMO_AUTH_NQN} requires this host to authenticate`,
+      [
+        `without a key: ${refusal}`,
+        `with the host and controller secrets: ${auth.hash}, ${auth.dhgroup}, ${auth.bidirectional ? 'bidirectional' : 'host only'}; ` +
+          `queues authenticated: ${[...authenticated].sort((a, b) => a - b).join(', ')}; 4 KiB written and read back: ${secSame ? 'identical' : 'DIFFERENT'}`,
+      ].join('\n'),
+      { name: 'authentication', subnqn: DEMO_AUTH_NQN, authentication: auth, queues: [...authenticated].sort((a, b) => a - b), verified: secSame },
+    );
+    if (!secSame) throw new Error('demo: the data read through the authenticated controller differs from the data written');
 
     if (o.serve) {
       target.setAnaState(p1, 1, 'optimized');

@@ -50,7 +50,7 @@ export const EXIT_CODES_TEXT = `Exit codes:
   0    success
   1    the controller completed a command with an NVMe status error
   2    bad usage: unknown command or option, missing or invalid value, invalid argument
-  3    connection failure: refused, unreachable, closed or timed out while connecting, no usable path
+  3    connection failure: refused, unreachable, authentication failed, closed or timed out while connecting, no usable path
   4    protocol error or any other failure
   130  interrupted (Ctrl-C) before the command finished
 `;
