@@ -123,3 +123,27 @@ describe('cli: DH-HMAC-CHAP', () => {
     expect(r3.stderr).toMatch(/--dhchap-ctrl-secret needs --dhchap-secret/);
   });
 });
+
+describe('cli: DH-HMAC-CHAP with NODE_DEBUG=nvmeof', () => {
+  it('the debug log of an authenticated run and of a failed one carries no key', async () => {
+    const { spawn } = await import('node:child_process');
+    const runChild = (extra: string[]) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'id-ctrl', ...args('-n', NQN, ...extra, '-o', 'json')], {
+          env: { ...process.env, NODE_DEBUG: 'nvmeof' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+        child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+        child.on('close', (code) => resolve({ code, out }));
+      });
+    const ok = await runChild(['-S', HOST_KEY, '-C', CTRL_KEY]);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/NVMEOF \d+: DH-HMAC-CHAP queue 0 of .*: authenticated \(sha384, ffdhe3072, bidirectional\)/);
+    const bad = await runChild(['-S', HOST_KEY, '-C', WRONG_KEY]);
+    expect(bad.code).toBe(3);
+    expect(bad.out).toMatch(/host refuses \(the controller proved a different key/);
+    expectNoSecret(ok.out + bad.out);
+  });
+});

@@ -5,6 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -232,11 +233,25 @@ describe('DH-HMAC-CHAP with the embedded target', () => {
     }
   });
 
-  it('the controller object never shows the keys (inspect, JSON of security)', async () => {
-    await authEnv({ ctrlSecret: CTRL_KEY });
-    const ctrl = await env.connect({ dhchap: { secret: HOST_KEY, ctrlSecret: CTRL_KEY }, ioQueues: 1 });
-    expectNoSecret(inspect(ctrl, { depth: 6, showHidden: true }), HOST_KEY, CTRL_KEY);
-    expectNoSecret(JSON.stringify(ctrl.security), HOST_KEY, CTRL_KEY);
+  it('the controller object and the diagnostics channels never show the keys', async () => {
+    const messages: unknown[] = [];
+    const record = (m: unknown) => messages.push(m);
+    diagnostics.subscribe('nvmeof:command:start', record);
+    diagnostics.subscribe('nvmeof:command:end', record);
+    try {
+      await authEnv({ ctrlSecret: CTRL_KEY });
+      const ctrl = await env.connect({ dhchap: { secret: HOST_KEY, ctrlSecret: CTRL_KEY }, ioQueues: 1 });
+      await ctrl.reauthenticate();
+      expectNoSecret(inspect(ctrl, { depth: 6, showHidden: true }), HOST_KEY, CTRL_KEY);
+      expectNoSecret(JSON.stringify(ctrl.security), HOST_KEY, CTRL_KEY);
+    } finally {
+      diagnostics.unsubscribe('nvmeof:command:start', record);
+      diagnostics.unsubscribe('nvmeof:command:end', record);
+    }
+    const names = messages.map((m) => (m as { name?: string }).name);
+    expect(names).toContain('Authentication Send');
+    expect(names).toContain('Authentication Receive');
+    expectNoSecret(inspect(messages, { depth: 8, maxArrayLength: null }), HOST_KEY, CTRL_KEY);
   });
 });
 
