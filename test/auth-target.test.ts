@@ -191,6 +191,15 @@ describe('DH-HMAC-CHAP with the embedded target', () => {
     expect((err as { code?: string }).code).toBe(ErrorCode.TIMEOUT);
   });
 
+  it('a controller that closes the connection instead of answering (as nvmet may after AUTH_Failure1): NVMEOF_ERR_AUTH', async () => {
+    await authEnv({});
+    env.target.inject({ match: { fctype: 0x06 }, action: 'close', skip: 1 });
+    const err = await failure(env.connect({ dhchap: { secret: HOST_KEY } }));
+    expect(err.side).toBe('controller');
+    expect(err.message).toMatch(/closed the connection during the wait for DH-HMAC-CHAP_Success1/);
+    expect((err.cause as { code?: string }).code).toBe(ErrorCode.CONNECTION_CLOSED);
+  });
+
   it('reauthenticate() runs a new transaction on the live admin queue; with rotated target keys it fails', async () => {
     const events = await authEnv({ ctrlSecret: CTRL_KEY, dhgroups: ['ffdhe2048'] });
     const ctrl = await env.connect({ dhchap: { secret: HOST_KEY, ctrlSecret: CTRL_KEY }, ioQueues: 1 });

@@ -10,11 +10,10 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AuthError, connect, NvmeStatusError, type Controller, type DhchapGroup, type DhchapHash } from '../../src/index.js';
 import * as cmds from '../../src/protocol/commands.js';
-import { decodeCsts, encodeCc } from '../../src/protocol/properties.js';
+import { encodeCc } from '../../src/protocol/properties.js';
 import { Property } from '../../src/protocol/constants.js';
 import { QueuePair } from '../../src/transport/queue-pair.js';
 import { describeKernel } from './env.js';
@@ -96,22 +95,17 @@ describeKernel('kernel nvmet: DH-HMAC-CHAP', (target) => {
     expectNoSecret(line);
   });
 
-  it('nvmet answers Connect with AUTHREQ.ATR and refuses admin commands with Authentication Required until authenticated', async () => {
+  it('nvmet answers Connect with AUTHREQ.ATR and refuses Property Set with Authentication Required until authenticated', async () => {
     const qp = await QueuePair.open({ host: target.host, port: target.port, qid: 0, depth: 4 });
     try {
       const c = await qp.submit(cmds.connect({ qid: 0, sqsize: 8, kato: 5000, hostid: randomUUID(), subnqn: AUTH_NQN, hostnqn: HOST }));
       expect(cmds.parseConnectResult(c.cqe.dw0).authRequired).toBe(true);
-      // nvmet lets Fabrics commands (Property Get/Set) through before authentication and checks admin commands only
-      // once the controller is enabled (before that they fail with Command Sequence Error); the embedded target
-      // refuses Property Get/Set too. Enable it, then ask for Identify.
-      await qp.submit(cmds.propertySet({ offset: Property.CC, size: 4, value: encodeCc({ en: true, css: 0, mps: 0, ams: 0, shn: 0, iosqes: 6, iocqes: 4 }) }));
-      for (let i = 0; ; i++) {
-        const csts = decodeCsts((await qp.submit(cmds.propertyGet({ offset: Property.CSTS, size: 4 }))).cqe.dw0);
-        if (csts.rdy) break;
-        expect(i, 'CSTS.RDY within 5 s').toBeLessThan(100);
-        await sleep(50);
-      }
-      const err = await qp.submit(cmds.identifyController()).then(() => undefined, (e: unknown) => e);
+      // nvmet lets Property Get through before authentication (the embedded target refuses it too); enabling the
+      // controller is refused, so nothing else can run.
+      const cap = await qp.submit(cmds.propertyGet({ offset: Property.CAP, size: 8 }));
+      expect(cmds.propertyValue(cap.cqe, 8)).not.toBe(0n);
+      const cc = encodeCc({ en: true, css: 0, mps: 0, ams: 0, shn: 0, iosqes: 6, iocqes: 4 });
+      const err = await qp.submit(cmds.propertySet({ offset: Property.CC, size: 4, value: cc })).then(() => undefined, (e: unknown) => e);
       expect(err).toBeInstanceOf(NvmeStatusError);
       expect([(err as NvmeStatusError).sct, (err as NvmeStatusError).sc]).toEqual([1, 0x91]);
     } finally {
@@ -147,12 +141,14 @@ describeKernel('kernel nvmet: DH-HMAC-CHAP', (target) => {
     }
   }
 
-  it('a wrong host key: nvmet fails the host (AUTH_Failure1), NVMEOF_ERR_AUTH from the controller side', async () => {
+  it('a wrong host key: nvmet fails the host (AUTH_Failure1, then closes), NVMEOF_ERR_AUTH from the controller side', async () => {
     await target.setHostAuth(HOST, { hash: 'hmac(sha256)', dhgroup: 'ffdhe2048' });
     const err = await failure(connectWith({ secret: otherKey }));
     expect(err.side).toBe('controller');
     expect(err.qid).toBe(0);
-    expect(err.message).toMatch(/AUTH_Failure1/);
+    // nvmet sends AUTH_Failure1 and then fails the controller, which closes the connection: the close can overtake
+    // the message.
+    expect(err.message).toMatch(/AUTH_Failure1 instead of DH-HMAC-CHAP_Success1|closed the connection during the wait for DH-HMAC-CHAP_Success1/);
   });
 
   it('nvmet proving a different controller key: the host sends AUTH_Failure2 and refuses it', async () => {

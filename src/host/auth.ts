@@ -15,7 +15,7 @@
 import { Buffer } from 'node:buffer';
 import { randomBytes, randomInt } from 'node:crypto';
 import { debuglog } from 'node:util';
-import { AuthError, InvalidArgumentError, NvmeStatusError } from '../errors.js';
+import { AuthError, ConnectionClosedError, InvalidArgumentError, NvmeStatusError, TerminatedError } from '../errors.js';
 import {
   AuthFailureReason,
   AuthMessageError,
@@ -124,6 +124,14 @@ export async function authenticate(ctx: AuthTransactionContext): Promise<Authent
   const where = `queue ${qid} of ${ctx.subnqn}`;
   const submitOpts: SubmitOptions = { timeout: ctx.timeout, signal: ctx.signal };
 
+  /**
+   * The controller ended the connection in the middle of the transaction. Linux nvmet does so right after an
+   * AUTH_Failure1 (a fatal controller error), and the close can overtake the message.
+   */
+  const closedDuring = (err: unknown, step: string): unknown =>
+    err instanceof ConnectionClosedError || err instanceof TerminatedError
+      ? new AuthError(`DH-HMAC-CHAP on ${where}: the controller closed the connection during ${step} (${err.message})`, 'controller', { qid, cause: err })
+      : err;
   const send = async (message: Buffer, step: string): Promise<void> => {
     try {
       await ctx.submit(authSend(message), submitOpts);
@@ -131,7 +139,7 @@ export async function authenticate(ctx: AuthTransactionContext): Promise<Authent
       if (err instanceof NvmeStatusError) {
         throw new AuthError(`DH-HMAC-CHAP on ${where}: the controller refused ${step}: ${err.statusName}`, 'controller', { qid, cause: err });
       }
-      throw err;
+      throw closedDuring(err, step);
     }
   };
   const receive = async (step: string): Promise<AuthMessage> => {
@@ -142,7 +150,7 @@ export async function authenticate(ctx: AuthTransactionContext): Promise<Authent
       if (err instanceof NvmeStatusError) {
         throw new AuthError(`DH-HMAC-CHAP on ${where}: Authentication Receive for ${step} failed: ${err.statusName}`, 'controller', { qid, cause: err });
       }
-      throw err;
+      throw closedDuring(err, `the wait for ${step}`);
     }
     try {
       return parseAuthMessage(c.data!);
