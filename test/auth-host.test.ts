@@ -20,7 +20,7 @@ const KEY00 = 'DHHC-1:00:AwoRGB8mLTQ7QklQV15lbHN6gYiPlp2kq7K5wMfO1dzj6vH4/wYNFBs
 type Script = (sent: auth.AuthMessage[]) => Buffer;
 
 /** A fake queue: records what the host sends, answers each Authentication Receive with the next scripted message. */
-function fakeQueue(script: Script[]) {
+function fakeQueue(script: Script[], pad: boolean) {
   const sent: auth.AuthMessage[] = [];
   const raw: Buffer[] = [];
   let step = 0;
@@ -35,16 +35,16 @@ function fakeQueue(script: Script[]) {
     }
     expect(cmd.sqe[4]).toBe(0x06);
     const msg = script[step++]!(sent);
-    // Linux pads the receive to AL: the rest of the buffer is not part of the message.
-    const data = Buffer.alloc(cmd.readLength!, 0xee);
+    // Linux pads the receive to AL (the rest of the buffer is not part of the message); SPDK sends the message alone.
+    const data = pad ? Buffer.alloc(cmd.readLength!, 0xee) : Buffer.from(msg);
     msg.copy(data);
     return { cqe: { dw0: 0, dw1: 0, sqhd: 0, sqid: 0, cid: 0, status: 0 } as Completion['cqe'], data, received: data.length };
   };
   return { sent, raw, submit };
 }
 
-function run(script: Script[], dhchap: DhchapOptions, tid = 0x4321) {
-  const q = fakeQueue(script);
+function run(script: Script[], dhchap: DhchapOptions, o: { pad?: boolean } = {}, tid = 0x4321) {
+  const q = fakeQueue(script, o.pad ?? true);
   const p = authenticate({ submit: q.submit, qid: 3, tid, hostnqn: HOSTNQN, subnqn: SUBNQN, credentials: parseDhchapOptions(dhchap) });
   return { ...q, p };
 }
@@ -85,7 +85,7 @@ describe('host DH-HMAC-CHAP transaction', () => {
     expect(reply.subarray(48, 80)).toEqual(Buffer.alloc(32)); // C2 zeros
   });
 
-  it('bidirectional with ffdhe2048: S2 non-zero, C2 random, R2 verified, Success2 sent', async () => {
+  it('bidirectional with ffdhe2048, messages received unpadded (as SPDK sends them): S2 non-zero, C2 random, R2 verified, Success2 sent', async () => {
     const ctrlDh = new auth.DhchapExchange('ffdhe2048');
     const { p, sent, raw } = run(
       [
@@ -99,6 +99,7 @@ describe('host DH-HMAC-CHAP transaction', () => {
         },
       ],
       { secret: KEY01, ctrlSecret: KEY00 },
+      { pad: false },
     );
     expect(await p).toEqual({ hash: 'sha384', dhgroup: 'ffdhe2048', bidirectional: true });
     expect(sent.map((m) => m.type)).toEqual(['negotiate', 'reply', 'success2']);

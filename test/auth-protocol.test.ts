@@ -222,6 +222,7 @@ describe('Authentication Send/Receive', () => {
     r.set([0x00, 0x10, 0, 0], 44);
     expect(recv.sqe).toEqual(r);
     expect(recv.readLength).toBe(4096);
+    expect(recv.allocationLength).toBe(true);
     expect(auth.parseAuthSqe(r)).toEqual({ spsp0: 1, spsp1: 1, secp: 0xe9, length: 4096 });
     expect(() => auth.authSend(Buffer.alloc(0))).toThrow(InvalidArgumentError);
     expect(() => auth.authReceive(3)).toThrow(InvalidArgumentError);

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { QueuePair } from '../src/transport/queue-pair.js';
 import * as cmds from '../src/protocol/commands.js';
+import { authReceive } from '../src/protocol/auth.js';
 import { PduType, type C2HDataPdu, type CapsuleCmdPdu, type H2CDataPdu, type TermReqPdu } from '../src/protocol/pdu.js';
 import { makeStatus } from '../src/protocol/cqe.js';
 import { readSgl } from '../src/protocol/sgl.js';
@@ -179,6 +180,24 @@ describe('QueuePair', () => {
     const term = await conn.next<TermReqPdu>((x) => x.type === PduType.H2CTermReq);
     expect(term.fes).toBe(4);
     expect(await p).toMatchObject({ code: ErrorCode.PROTOCOL });
+  });
+
+  it('an allocation-length command (Authentication Receive) may be filled in part: data is exactly what was sent', async () => {
+    for (const via of ['capsule', 'c2h-success'] as const) {
+      const { qp, conn } = await open();
+      const p = qp.submit(authReceive(4096));
+      const [c] = await conn.commands(1);
+      const { cid } = cmdInfo(c!);
+      const msg = randomBytes(320);
+      conn.send({ type: PduType.C2HData, cccid: cid, datao: 0, last: true, success: via === 'c2h-success', data: msg });
+      if (via === 'capsule') conn.respond(cid);
+      const done = await p;
+      expect(done.received).toBe(320);
+      expect(done.data).toEqual(msg);
+      expect(qp.state).toBe('ready');
+      qp.destroy();
+      await peer.close();
+    }
   });
 
   it('a successful completion with fewer bytes than asked is a protocol error: TermReq, queue down, never zeros', async () => {

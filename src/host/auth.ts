@@ -153,7 +153,8 @@ export async function authenticate(ctx: AuthTransactionContext): Promise<Authent
       throw closedDuring(err, `the wait for ${step}`);
     }
     try {
-      return parseAuthMessage(c.data!);
+      // Only the bytes received: SPDK sends the message alone, Linux nvmet pads it to the allocation length.
+      return parseAuthMessage(c.data!.subarray(0, c.received));
     } catch (err) {
       if (err instanceof AuthMessageError) await refuse(err.reason, `the controller sent a malformed ${step}: ${err.message}`);
       throw err;

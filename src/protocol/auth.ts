@@ -631,7 +631,8 @@ export function authSend(message: Uint8Array): NvmeCommand {
 /** Authentication Receive (Fabrics, FCTYPE 06h): SPSP0 @41, SPSP1 @42, SECP @43, AL @44; the message comes as data. */
 export function authReceive(length = AUTH_RECEIVE_LENGTH): NvmeCommand {
   if (!Number.isInteger(length) || length < 8 || length > 0xffff) throw new InvalidArgumentError(`Authentication Receive length must be 8..65535, got ${String(length)}`);
-  return { sqe: authSqe(FabricsType.AuthRecv, length), readLength: length, name: 'Authentication Receive', kind: 'fabrics' };
+  // AL is an allocation length: SPDK sends just the message, Linux nvmet pads it to AL.
+  return { sqe: authSqe(FabricsType.AuthRecv, length), readLength: length, allocationLength: true, name: 'Authentication Receive', kind: 'fabrics' };
 }
 
 /** Fields of an Authentication Send/Receive SQE (for the embedded target). */

@@ -36,6 +36,12 @@ export interface NvmeCommand {
   data?: Uint8Array;
   /** Controller-to-host data length expected (read-type commands). */
   readLength?: number;
+  /**
+   * `readLength` is an allocation length (Authentication Receive's AL): the controller may send fewer bytes and
+   * complete successfully. The completion's `data` then holds exactly the `received` bytes. Otherwise a successful
+   * completion short of `readLength` is a protocol error.
+   */
+  allocationLength?: boolean;
   /** Name for errors and tracing, e.g. 'Read', 'Identify Controller', 'Connect'. */
   name: string;
   /**

@@ -512,8 +512,9 @@ export class QueuePair {
   /** The command is finished on the wire: free its slot and settle its promise if not already settled. */
   private complete(e: Entry, cqe: Cqe): void {
     const readLength = e.cmd.readLength ?? 0;
-    if (e.received < readLength && cqeOk(cqe)) {
+    if (e.received < readLength && cqeOk(cqe) && !e.cmd.allocationLength) {
       // NVMe has no short transfers: success with bytes missing is a broken controller (Linux fails it, EPROTO).
+      // Only an allocation length (Authentication Receive) may be filled in part.
       throw protocolError.sequence(
         `queue ${this.qid}: controller completed ${e.cmd.name} (cid ${e.cid}) successfully after sending ${e.received} of ${readLength} bytes`,
       );
@@ -533,7 +534,7 @@ export class QueuePair {
         e.reject(e.error);
       } else {
         if (chEnd.hasSubscribers) this.publishEnd(e, ok ? 'success' : 'status', cqe.status, undefined);
-        e.resolve({ cqe, data: e.readBuf?.subarray(0, readLength), received: e.received });
+        e.resolve({ cqe, data: e.readBuf?.subarray(0, e.cmd.allocationLength ? e.received : readLength), received: e.received });
       }
     }
     this.pump();
