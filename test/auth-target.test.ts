@@ -208,11 +208,15 @@ describe('DH-HMAC-CHAP with the embedded target', () => {
     expect(info).toEqual({ hash: 'sha256', dhgroup: 'ffdhe2048', bidirectional: true });
     expect(events.length).toBe(3);
     expect(events[2]).toMatchObject({ qid: 0, ok: true });
+    // Calls made while a transaction runs share it: one transaction, not interleaved ones.
+    const [a, b] = await Promise.all([ctrl.reauthenticate(), ctrl.reauthenticate()]);
+    expect(a).toEqual(b);
+    expect(events.length).toBe(4);
     await roundTrip(ctrl);
     env.subsys.setHostDhchap(HOSTNQN, { secret: OTHER_KEY, ctrlSecret: CTRL_KEY });
     const err = await failure(ctrl.reauthenticate());
     expect(err.side).toBe('controller');
-    expect(events[3]).toMatchObject({ qid: 0, ok: false });
+    expect(events[4]).toMatchObject({ qid: 0, ok: false });
   });
 
   it('reauthenticate() needs dhchap options', async () => {

@@ -196,6 +196,7 @@ export class Controller {
   private authInfo: AuthenticationInfo | undefined;
   /** Next DH-HMAC-CHAP transaction identifier. */
   private nextTid = randomInt(0, 0x10000);
+  private reauthInFlight: Promise<AuthenticationInfo> | undefined;
 
   private constructor(opts: ConnectOptions, id: HostIdentity, credentials: DhchapCredentials | undefined) {
     const { dhchap: _dhchap, ...rest } = opts;
@@ -373,7 +374,11 @@ export class Controller {
   async reauthenticate(): Promise<AuthenticationInfo> {
     if (this._state !== 'live') throw this.failure ?? new InvalidStateError(`controller is ${this._state}`);
     if (this.credentials === undefined) throw new InvalidStateError('reauthenticate() needs the dhchap option at connect');
-    const info = await this.authenticateQueue(this.admin, 0);
+    // One transaction at a time on the admin queue: calls made while one runs share it.
+    this.reauthInFlight ??= this.authenticateQueue(this.admin, 0).finally(() => {
+      this.reauthInFlight = undefined;
+    });
+    const info = await this.reauthInFlight;
     this.authInfo = info;
     return { ...info };
   }
