@@ -42,6 +42,14 @@ export const ErrorCode = {
   NBD_PROTOCOL: 'NVMEOF_ERR_NBD_PROTOCOL',
   /** DH-HMAC-CHAP in-band authentication failed (either side, with the reason in words; see `AuthError`). */
   AUTH: 'NVMEOF_ERR_AUTH',
+  /** `nvmeof serve`: no managed object (controller, discovery controller, multipath namespace) has that id. */
+  NOT_FOUND: 'NVMEOF_ERR_NOT_FOUND',
+  /** `nvmeof serve`: the object's management queue is full; try again later (HTTP 429). */
+  BUSY: 'NVMEOF_ERR_BUSY',
+  /** `nvmeof serve`: the request carried no valid bearer token (HTTP 401). */
+  UNAUTHORIZED: 'NVMEOF_ERR_UNAUTHORIZED',
+  /** `nvmeof serve`: an unexpected failure inside the daemon (HTTP 500); the daemon logs it. */
+  INTERNAL: 'NVMEOF_ERR_INTERNAL',
 } as const;
 
 /** One of the {@link ErrorCode} strings. */

@@ -11,6 +11,7 @@ import { commandHelp, generalHelp } from './help.js';
 import { monitorCommand } from './monitor.js';
 import { nbdCommand } from './nbd.js';
 import { perfCommand } from './perf.js';
+import { serveCommand } from './serve.js';
 import { resvAcquireCommand, resvRegisterCommand, resvReleaseCommand, resvReportCommand } from './resv.js';
 import { readCommand, writeCommand } from './transfer.js';
 
@@ -39,6 +40,7 @@ export const COMMANDS: readonly Command[] = [
   monitorCommand,
   nbdCommand,
   perfCommand,
+  serveCommand,
   demoCommand,
 ];
 
