@@ -52,7 +52,8 @@ export default tseslint.config(
   {
     // The CLI is a user of the library: it imports only the package's public entry points (nvmeof, nvmeof/protocol,
     // nvmeof/target, nvmeof/transport, nvmeof/spdk), so what it needs is what users get.
-    files: ['src/cli/**/*.ts'],
+    // The daemon (src/serve) is a user of the library in the same way.
+    files: ['src/cli/**/*.ts', 'src/serve/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', {
         patterns: [{
@@ -61,7 +62,7 @@ export default tseslint.config(
             '../protocol/*', '!../protocol/index.js', '../target/*', '!../target/index.js',
             '../transport/*', '!../transport/index.js', '../spdk/*', '!../spdk/index.js',
           ],
-          message: 'src/cli uses only the public entry points (../index.js, ../protocol/index.js, ../target/index.js, ../transport/index.js, ../spdk/index.js).',
+          message: 'src/cli and src/serve use only the public entry points (../index.js, ../protocol/index.js, ../target/index.js, ../transport/index.js, ../spdk/index.js).',
         }],
       }],
     },

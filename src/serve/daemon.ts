@@ -128,12 +128,12 @@ export class ManagedController {
     });
     this.path.onChange((c) => {
       if (c.kind !== 'state') return;
-      daemon.emit('controller-state', { ...this.where(), state: this.state, previous: c.from ?? null, reason: c.reason ?? null });
+      daemon.emit('controller-state', { ...this.where(), state: c.to, previous: c.from ?? null, reason: c.reason ?? null });
     });
   }
 
   get state(): ManagedState {
-    return this.deleting && this.path.state !== 'deleted' ? 'deleting' : this.path.state;
+    return this.deleting ? 'deleting' : this.path.state;
   }
 
   /** The labels every event and metric of this controller carries. */
