@@ -462,8 +462,12 @@ describe('nvmeof serve: events and metrics', () => {
     expect(near.some((f) => f.event === 'gap')).toBe(false);
     // From the start: ids 2..last-4 are gone; one gap event without an id, then the four the ring holds.
     const far = await sse(env, { 'last-event-id': '1' }, (f) => f.length >= 5);
-    expect(far[0]).toEqual({ id: undefined, event: 'gap', data: expect.objectContaining({ from: 2, to: last - 4, missed: last - 5 }) });
+    expect(far[0]).toEqual({ id: undefined, event: 'gap', data: expect.objectContaining({ from: 2, to: last - 4, missed: last - 5, restarted: false }) });
     expect(far.slice(1).map((f) => f.id)).toEqual([last - 3, last - 2, last - 1, last]);
+    // An id from an earlier run of the daemon (ahead of every id given out): a restart gap, then everything held.
+    const ahead = await sse(env, { 'last-event-id': String(last + 100) }, (f) => f.length >= 5);
+    expect(ahead[0]).toEqual({ id: undefined, event: 'gap', data: expect.objectContaining({ from: 1, to: last - 4, restarted: true }) });
+    expect(ahead.slice(1).map((f) => f.id)).toEqual([last - 3, last - 2, last - 1, last]);
     // The query parameter works like the header (for clients that cannot set headers).
     const q = await sse(env, {}, (f) => f.length >= 1, `/v1/events?lastEventId=${last - 1}`);
     expect(q.map((f) => f.id)).toEqual([last]);

@@ -47,6 +47,15 @@ function request(sock: string, method: string, path: string, body?: unknown, hea
   });
 }
 
+/** Poll the daemon until `cond` (which asks it something) holds; throws after 30 s naming `what`. */
+async function waitForAnswer(cond: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after 30000 ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** An open event stream collecting frames. */
 function stream(sock: string, lastEventId?: number): { frames: Frame[]; close: () => void; opened: Promise<void> } {
   const frames: Frame[] = [];
@@ -200,19 +209,16 @@ describeKernel('kernel nvmet: nvmeof serve', (target) => {
     restore.push(() => target.nvmetCtl('unlink', nvme2.portid, target.openNqn));
     await target.nvmetCtl('link', nvme2.portid, target.openNqn);
     let attached: Json;
-    const deadline = Date.now() + 30_000;
-    while (Date.now() < deadline) {
+    await waitForAnswer(async () => {
       const list = (await request(sock, 'GET', '/v1/controllers')).json as Json[];
       attached = list.find((c) => c.origin === `discovery:${did}`);
-      if (attached?.state === 'live') break;
-      await new Promise((res) => setTimeout(res, 100));
-    }
+      return attached?.state === 'live';
+    }, 'the linked subsystem attached');
     expect(attached).toMatchObject({ subnqn: target.openNqn, traddr: target.guestAddr, trsvcid: String(nvme2.guestPort), state: 'live' });
     const d = (await request(sock, 'GET', `/v1/discovery/${did}`)).json;
     expect(d.log.entries.filter((e: Json) => e.subtype === 'nvm').map((e: Json) => e.subnqn).sort()).toEqual([target.multipathNqn, target.openNqn].sort());
     await target.nvmetCtl('unlink', nvme2.portid, target.openNqn);
-    const gone = Date.now() + 30_000;
-    while (Date.now() < gone && ((await request(sock, 'GET', '/v1/controllers')).json as Json[]).some((c) => c.id === attached.id)) await new Promise((res) => setTimeout(res, 100));
+    await waitForAnswer(async () => !((await request(sock, 'GET', '/v1/controllers')).json as Json[]).some((c) => c.id === attached.id), 'the unlinked subsystem detached');
     expect(((await request(sock, 'GET', '/v1/controllers')).json as Json[]).map((c) => c.id)).not.toContain(attached.id);
     expect((await request(sock, 'DELETE', `/v1/discovery/${did}`)).status).toBe(204);
   });

@@ -377,11 +377,15 @@ export class ApiServer {
       const r = this.daemon.events.since(last);
       if (r.gap) {
         // No id: the client's last seen id stays where it is, and every real event keeps a strictly increasing id.
-        const data = { from: r.gap.from, to: r.gap.to, missed: r.gap.to - r.gap.from + 1, message: `events ${r.gap.from}..${r.gap.to} are no longer held (ring of ${this.daemon.events.capacity})` };
+        const missed = Math.max(0, r.gap.to - r.gap.from + 1);
+        const message = r.gap.restarted
+          ? `Last-Event-ID ${last} comes from an earlier run of the daemon: ids start again at 1${missed > 0 ? `, and events ${r.gap.from}..${r.gap.to} are no longer held` : ''}`
+          : `events ${r.gap.from}..${r.gap.to} are no longer held (ring of ${this.daemon.events.capacity})`;
+        const data = { from: r.gap.from, to: r.gap.to, missed, restarted: r.gap.restarted, message };
         send(`event: gap\ndata: ${JSON.stringify(data)}\n\n`);
       }
       for (const ev of r.events) send(sseFrame(ev));
-      sentUpTo = Math.max(sentUpTo, r.events.at(-1)?.id ?? last);
+      sentUpTo = r.events.at(-1)?.id ?? Math.min(last, this.daemon.events.lastId);
     }
     const beat = setInterval(() => send(': keep-alive\n\n'), SSE_HEARTBEAT_MS);
     beat.unref();

@@ -51,8 +51,12 @@ export interface ServeEvent {
 
 /** What a client that last saw `lastId` gets: the events it missed, and whether some are gone from the ring. */
 export interface Replay {
-  /** Ids that were missed and can no longer be replayed (inclusive range), when any. */
-  gap?: { from: number; to: number };
+  /**
+   * Ids that were missed and can no longer be replayed (inclusive range; empty when `to` < `from`), when any.
+   * `restarted`: the client's id is ahead of every id this ring gave out, so it comes from an earlier run of the
+   * daemon; everything held is replayed and ids start again from 1.
+   */
+  gap?: { from: number; to: number; restarted: boolean };
   events: ServeEvent[];
 }
 
@@ -81,10 +85,11 @@ export class EventRing {
 
   /** The events after `lastId` still held, and the gap before them when the ring no longer holds them all. */
   since(lastId: number): Replay {
-    if (lastId >= this.lastId) return { events: [] };
     const oldest = this.buf[0]?.id ?? this.nextId;
+    if (lastId > this.lastId) return { gap: { from: 1, to: oldest - 1, restarted: true }, events: [...this.buf] };
+    if (lastId === this.lastId) return { events: [] };
     const events = this.buf.filter((e) => e.id > lastId);
-    if (lastId + 1 < oldest) return { gap: { from: lastId + 1, to: oldest - 1 }, events };
+    if (lastId + 1 < oldest) return { gap: { from: lastId + 1, to: oldest - 1, restarted: false }, events };
     return { events };
   }
 
