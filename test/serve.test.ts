@@ -292,23 +292,29 @@ describe('nvmeof serve: controllers', () => {
   it('management operations on one controller queue in order; a full queue answers 429; I/O does not queue', async () => {
     const env = await setup({ queueLimit: 2 });
     const id = await attach(env);
-    // Hold Identify Namespace so that GET namespaces stays in the queue.
-    const hold = env.target.inject({ action: 'drop', match: { kind: 'admin', opcode: 0x06, nsid: 1 } });
-    const first = call(env, 'GET', `/v1/controllers/${id}/namespaces`);
-    await waitFor(() => hold.hits >= 1, 5000, 'identify held');
+    const data = randomBytes(512);
+    expect((await fetch(`${env.base}/v1/controllers/${id}/namespaces/1/blocks?lba=3`, { method: 'PUT', headers: auth, body: data })).status).toBe(204);
+    // Hold Reservation Report (a queued operation) at the target: it stays first in the queue.
+    const hold = env.target.inject({ action: 'drop', match: { kind: 'io', opcode: 0x0e } });
+    const first = call(env, 'GET', `/v1/controllers/${id}/namespaces/1/reservations`);
+    await waitFor(() => hold.hits >= 1, 5000, 'report held');
     const second = call(env, 'POST', `/v1/controllers/${id}/reconnect`);
     await waitFor(() => env.daemon.controller(id).queue.pending === 2, 5000, 'second queued');
     const third = await call(env, 'POST', `/v1/controllers/${id}/reconnect`);
     expect(third.status).toBe(429);
     expect(third.json.error.code).toBe('NVMEOF_ERR_BUSY');
+    // Block I/O does not wait behind the queue.
+    const read = await fetch(`${env.base}/v1/controllers/${id}/namespaces/1/blocks?lba=3&count=1`, { headers: auth });
+    expect(read.status).toBe(200);
+    expect(Buffer.from(await read.arrayBuffer()).equals(data)).toBe(true);
     // The reconnect queued behind the held command has not run: still the first association.
     expect(env.daemon.controller(id).health().reconnects).toBe(0);
     hold.remove();
-    // The dropped Identify never completes; the reconnect after it (in order) tears the association down, which
-    // fails the held command, and then runs.
+    // The dropped command never completes; tearing the association down fails it, and then the reconnect runs.
     env.daemon.controller(id).path.reset('test');
     const r1 = await first;
-    expect(r1.status).toBeGreaterThanOrEqual(500);
+    expect(r1.status).toBe(502);
+    expect(r1.json.error.code).toBe('NVMEOF_ERR_CONNECTION_CLOSED');
     const r2 = await second;
     expect(r2.status).toBe(202);
     await waitFor(() => env.daemon.controller(id).state === 'live', 5000, 'live again');
