@@ -181,6 +181,8 @@ describeKernel('kernel nvmet: nvmeof serve', (target) => {
   });
 
   it('/metrics passes promtool check metrics with the kernel controllers in it', async () => {
+    // c2 runs keep-alive every KATO/2 (1 s): wait for its first round trip.
+    await waitForAnswer(async () => (await request(sock, 'GET', '/v1/controllers/c2')).json.keepAliveRttMs !== null, 'a keep-alive round trip on c2');
     const m = await request(sock, 'GET', '/metrics');
     const text = m.raw.toString();
     const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
