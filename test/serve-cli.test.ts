@@ -107,6 +107,18 @@ describe('nvmeof serve (process)', () => {
     expect((await get(sock, '/v1/controllers')).json.map((c: Json) => c.id)).toEqual(['c2']);
     await waitFor(() => target.controllers(SUBNQN).length === 1, 5000, 'c1 closed on the target');
 
+    // A read in flight at SIGTERM is answered before the daemon stops (the target holds it for 300 ms).
+    const delay = target.inject({ action: 'delay', ms: 300, match: { kind: 'io', opcode: 0x02 } });
+    const inFlight = new Promise<{ status: number; bytes: number }>((resolve, reject) => {
+      http
+        .get({ socketPath: sock, path: '/v1/controllers/c2/namespaces/1/blocks?lba=0&count=2' }, (res) => {
+          let bytes = 0;
+          res.on('data', (c: Buffer) => (bytes += c.length));
+          res.on('end', () => resolve({ status: res.statusCode!, bytes }));
+        })
+        .on('error', reject);
+    });
+
     // An open event stream ends, the controllers are shut down, the socket goes, the process exits 0.
     let opened = false;
     const stream = new Promise<string>((resolve, reject) => {
@@ -120,7 +132,9 @@ describe('nvmeof serve (process)', () => {
         .on('error', reject);
     });
     await waitFor(() => opened, 5000, 'event stream open');
+    await waitFor(() => delay.hits === 1, 5000, 'read held at the target');
     d.child.kill('SIGTERM');
+    expect(await inFlight).toEqual({ status: 200, bytes: 1024 });
     const [code, signal] = await d.exit;
     expect({ code, signal }).toEqual({ code: 0, signal: null });
     expect(await stream).toContain(': nvmeof serve events');
