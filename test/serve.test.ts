@@ -532,3 +532,15 @@ describe('nvmeof serve: config', () => {
     expect([...env.daemon.controllers.keys()].sort()).toEqual([api, 'c3'].sort());
   });
 });
+
+describe('nvmeof serve: --listen', () => {
+  it('parses unix:PATH, tcp:HOST:PORT, tcp:[V6]:PORT and tcp:PORT (loopback); refuses the rest', () => {
+    expect(parseListen('unix:/run/x.sock')).toEqual({ kind: 'unix', path: '/run/x.sock' });
+    expect(parseListen('tcp:8080')).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 8080 });
+    expect(parseListen('tcp:0.0.0.0:9720')).toEqual({ kind: 'tcp', host: '0.0.0.0', port: 9720 });
+    expect(parseListen('tcp:[::1]:9720')).toEqual({ kind: 'tcp', host: '::1', port: 9720 });
+    for (const bad of ['unix:', 'tcp:', 'tcp:host:99999', 'tcp:host:', 'udp:1', '/run/x.sock', 'tcp::80']) {
+      expect(() => parseListen(bad), bad).toThrow(/--listen/);
+    }
+  });
+});
