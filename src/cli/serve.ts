@@ -107,7 +107,8 @@ export const serveCommand: Command = {
       stop.abort();
     };
     const onTerm = onStop('SIGTERM');
-    const onInt = onStop('interrupted');
+    // The executable turns SIGTERM into the interrupt signal too (reason 'terminated'); name it for the log.
+    const onInt = () => onStop((ctx.signal.reason as Error | undefined)?.message === 'terminated' ? 'SIGTERM' : 'interrupted')();
     let reloading: Promise<void> = Promise.resolve();
     const onHup = () => {
       if (configFile === undefined) {
