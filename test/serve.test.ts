@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { crc32 as zlibCrc32 } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NvmeTarget, type TargetPort, type TargetSubsystem } from '../src/target/index.js';
 import { ServeDaemon, type DaemonOptions } from '../src/serve/daemon.js';
@@ -204,7 +205,9 @@ describe('nvmeof serve: controllers', () => {
       ['POST', '/v1/controllers', { ...ctrlBody(env), trsvcid: 70000 }, 400, 'NVMEOF_ERR_INVALID_ARGUMENT', /trsvcid/],
       ['POST', '/v1/controllers', { ...ctrlBody(env), colour: 'red' }, 400, 'NVMEOF_ERR_INVALID_ARGUMENT', /unknown field "colour"/],
       ['POST', '/v1/controllers', { ...ctrlBody(env), subnqn: `nqn.2024-01.io.x:${'y'.repeat(300)}` }, 400, 'NVMEOF_ERR_INVALID_ARGUMENT', /subnqn/],
-      ['POST', '/v1/controllers', { ...ctrlBody(env), dhchap: 'DHHC-1:00:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0:' }, 400, 'NVMEOF_ERR_UNSUPPORTED', /dhchap/],
+      ['POST', '/v1/controllers', { ...ctrlBody(env), dhchap: 'DHHC-1:00:c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0:' }, 400, 'NVMEOF_ERR_INVALID_ARGUMENT', /dhchap/],
+      ['POST', '/v1/controllers', { ...ctrlBody(env), dhchap: { secret: 'DHHC-1:01:bm90LWEta2V5:' } }, 400, 'NVMEOF_ERR_INVALID_ARGUMENT', /dhchap/],
+      ['POST', '/v1/controllers', { ...ctrlBody(env), tls: { key: 'NVMeTLSkey-1:01:x:' } }, 400, 'NVMEOF_ERR_UNSUPPORTED', /tls/],
       ['POST', '/v1/discovery', { traddr: '127.0.0.1', include: [{}] }, 400, 'NVMEOF_ERR_INVALID_ARGUMENT', /at least one/],
       ['POST', '/v1/multipath', { subnqn: SUBNQN, nsid: 1, paths: [] }, 400, 'NVMEOF_ERR_INVALID_ARGUMENT', /paths/],
       ['POST', '/v1/multipath', { subnqn: SUBNQN, nsid: 1, paths: [{ traddr: '127.0.0.1' }], policy: 'random' }, 400, 'NVMEOF_ERR_INVALID_ARGUMENT', /policy/],
@@ -542,5 +545,29 @@ describe('nvmeof serve: --listen', () => {
     for (const bad of ['unix:', 'tcp:', 'tcp:host:99999', 'tcp:host:', 'udp:1', '/run/x.sock', 'tcp::80']) {
       expect(() => parseListen(bad), bad).toThrow(/--listen/);
     }
+  });
+});
+
+describe('serve: DH-HMAC-CHAP', () => {
+  it('attaches a controller to a subsystem that requires DH-HMAC-CHAP, with the key never echoed', async () => {
+    const env = await setup();
+    const secret = (() => {
+      const key = randomBytes(32);
+      const crc = Buffer.alloc(4);
+      crc.writeUInt32LE(zlibCrc32(key) >>> 0);
+      return `DHHC-1:01:${Buffer.concat([key, crc]).toString('base64')}:`;
+    })();
+    env.subsys.setHostDhchap(HOSTNQN, { secret });
+    const without = await call(env, 'POST', '/v1/controllers', ctrlBody(env));
+    expect(without.status).toBeGreaterThanOrEqual(400);
+    expect(JSON.stringify(without.json)).not.toContain(secret);
+    const r = await call(env, 'POST', '/v1/controllers', ctrlBody(env, { dhchap: { secret } }));
+    expect(r.status).toBe(201);
+    expect(r.json.state).toBe('live');
+    const list = await call(env, 'GET', '/v1/controllers');
+    expect(JSON.stringify(list.json)).not.toContain(secret.slice(10, 30));
+    const blocks = await fetch(`${env.base}/v1/controllers/${r.json.id}/namespaces/1/blocks?lba=0&count=1`, { headers: auth });
+    expect(blocks.status).toBe(200);
+    expect((await blocks.arrayBuffer()).byteLength).toBe(512);
   });
 });

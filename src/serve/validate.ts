@@ -3,7 +3,7 @@
  * field into library options before anything connects. Unknown fields are refused, so a typo never goes unnoticed.
  * Secret-bearing fields (`dhchap`, `tls`) are never echoed in messages.
  */
-import { InvalidArgumentError, UnsupportedError, type ConnectOptions, type PolicyName } from '../index.js';
+import { InvalidArgumentError, UnsupportedError, parseDhchapOptions, type ConnectOptions, type DhchapOptions, type PolicyName } from '../index.js';
 import { DISCOVERY_NQN, validateNqn } from '../protocol/index.js';
 
 type Json = Record<string, unknown>;
@@ -26,7 +26,7 @@ const CONNECT_FIELDS: Record<string, 'int' | 'bool' | 'string'> = {
 /** Reconnect timers of a controller (Linux reconnect_delay, ctrl_loss_tmo, fast_io_fail_tmo; in ms). */
 const TIMER_FIELDS = ['reconnectDelay', 'ctrlLossTimeout', 'fastIoFailTimeout'] as const;
 
-/** Fields the issue names for secured fabrics; this version of the library cannot use them yet. */
+/** Secured-fabric fields: `dhchap` is passed to the library after checking (never echoed); `tls` is refused. */
 const SECURE_FIELDS = ['dhchap', 'tls'] as const;
 
 /** A controller to hold: where, which subsystem, how to connect, how to reconnect. */
@@ -143,16 +143,25 @@ function nqn(v: string, name: string, where: string): string {
 }
 
 function refuseSecure(o: Json, where: string): void {
-  for (const k of SECURE_FIELDS) {
-    if (o[k] !== undefined) {
-      throw new UnsupportedError(`${where}${k} is not supported by this version of nvmeof (no ${k === 'tls' ? 'TLS' : 'DH-HMAC-CHAP'} yet); the value was not used`);
-    }
+  if (o.tls !== undefined) throw new UnsupportedError(`${where}tls is not supported by the daemon yet; the value was not used`);
+}
+
+/** `dhchap` as the library takes it, checked here so a bad key is a 400 before any connection (never echoed). */
+function dhchap(o: Json, where: string): DhchapOptions | undefined {
+  if (o.dhchap === undefined) return undefined;
+  try {
+    parseDhchapOptions(o.dhchap as DhchapOptions);
+  } catch (err) {
+    bad(where, `dhchap: ${(err as Error).message}`);
   }
+  return o.dhchap as DhchapOptions;
 }
 
 function connectOptions(o: Json, where: string): ControllerSpec['connect'] {
   refuseSecure(o, where);
   const out: Record<string, unknown> = {};
+  const auth = dhchap(o, where);
+  if (auth !== undefined) out.dhchap = auth;
   for (const [k, kind] of Object.entries(CONNECT_FIELDS)) {
     if (o[k] === undefined) continue;
     if (kind === 'string') out[k] = str(o, k, where);
