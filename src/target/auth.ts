@@ -51,7 +51,7 @@ export interface TargetDhchapOptions {
   dhgroups?: DhchapGroup[];
 }
 
-/** @internal Parsed settings. */
+/** Parsed DH-HMAC-CHAP settings of one host (what `setHostDhchap()` keeps). */
 export interface TargetDhchap {
   hostKey: DhchapKey;
   ctrlKey: DhchapKey | undefined;
