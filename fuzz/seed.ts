@@ -1,0 +1,82 @@
+/**
+ * Writes the starting seeds of fuzz/corpus/<target>/ from the library's encoders: well-formed PDU streams in both
+ * roles with and without digests, Identify data, log pages and discovery logs. Run once when a target is added
+ * (`node --import tsx fuzz/seed.ts`); `npm run fuzz -- --merge` then keeps the corpus minimized.
+ */
+import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { encodePdu, type Pdu } from '../src/protocol/pdu.js';
+import { encodeIdentifyController, encodeIdentifyNamespace, encodeNamespaceList, encodeNsIdDescriptors } from '../src/protocol/identify.js';
+import {
+  encodeAnaLog,
+  encodeChangedNsList,
+  encodeDiscoveryLog,
+  encodeErrorLog,
+  encodeReservationNotificationLog,
+  encodeSmartLog,
+} from '../src/protocol/logpages.js';
+import { encodeReservationStatus } from '../src/protocol/reservations.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function write(target: string, bytes: Buffer): void {
+  const dir = join(here, 'corpus', target);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, createHash('sha1').update(bytes).digest('hex').slice(0, 16)), bytes);
+}
+
+const pdu = (p: Pdu, hdgst: boolean, ddgst: boolean): Buffer => Buffer.concat(encodePdu(p, { hdgst, ddgst }));
+const data = (n: number): Buffer => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + 1) & 0xff));
+
+// PDU streams: byte 0 = reader options (bit 0 controller role, 1 hdgst, 2 ddgst, 3 placement, 4 IC sequencing), byte 1 = chunking.
+for (const [hd, dd] of [[false, false], [true, true], [true, false]] as const) {
+  const flags = (hd ? 2 : 0) | (dd ? 4 : 0);
+  const host = Buffer.concat([
+    pdu({ type: 0x07, cccid: 2, datao: 0, last: true, success: false, data: data(40) }, hd, dd),
+    pdu({ type: 0x05, cqe: data(16) }, hd, dd),
+    pdu({ type: 0x09, cccid: 3, ttag: 1, r2to: 0, r2tl: 8192 }, hd, dd),
+    pdu({ type: 0x07, cccid: 4, datao: 0, last: true, success: true, data: data(12) }, hd, dd),
+  ]);
+  write('pdu-reader', Buffer.concat([Buffer.from([flags, 1]), host]));
+  write('pdu-reader', Buffer.concat([Buffer.from([flags | 8, 2]), host]));
+  const ctrl = Buffer.concat([
+    pdu({ type: 0x04, sqe: data(64), data: null }, hd, dd),
+    pdu({ type: 0x04, sqe: data(64), data: data(20) }, hd, dd),
+    pdu({ type: 0x06, cccid: 4, ttag: 1, datao: 0, last: true, data: data(32) }, hd, dd),
+  ]);
+  write('pdu-reader', Buffer.concat([Buffer.from([flags | 1, 3]), ctrl]));
+  write('pdu-reader', Buffer.concat([Buffer.from([flags | 1 | 8, 0]), ctrl]));
+}
+const icresp = pdu({ type: 0x01, pfv: 0, cpda: 0, hdgst: true, ddgst: true, maxh2cdata: 0x20000 }, false, false);
+write('pdu-reader', Buffer.concat([Buffer.from([0x10, 1]), icresp, pdu({ type: 0x05, cqe: data(16) }, true, false)]));
+const icreq = pdu({ type: 0x00, pfv: 0, hpda: 0, hdgst: false, ddgst: false, maxr2t: 0 }, false, false);
+write('pdu-reader', Buffer.concat([Buffer.from([0x11, 2]), icreq, pdu({ type: 0x04, sqe: data(64), data: null }, false, false)]));
+write('pdu-reader', Buffer.concat([Buffer.from([0, 1]), pdu({ type: 0x03, fes: 1, fei: 4, data: data(24) }, false, false)]));
+write('pdu-reader', Buffer.concat([Buffer.from([1, 1]), pdu({ type: 0x02, fes: 2, fei: 0, data: data(8) }, false, false)]));
+
+// Identify: byte 0 picks the parser (bit 7: pad to 4096 bytes).
+const sel = (b: number, body: Buffer): Buffer => Buffer.concat([Buffer.from([b]), body]);
+write('identify', sel(0, encodeIdentifyController({ vid: 0x1b36, sn: 'SN1', mn: 'model', fr: '1.0', mdts: 5, cntlid: 1, ver: 0x10400, npss: 2, subnqn: 'nqn.2014-08.org.example:sub', cmic: 0x8, anacap: 0x47, nanagrpid: 4, oncs: 0x3f })));
+write('identify', sel(1, encodeIdentifyNamespace({ nsze: 1000n, ncap: 1000n, nuse: 10n, flbas: 1, nmic: 1, rescap: 0xff, anagrpid: 1, lbaf: [{ ms: 0, lbads: 9, rp: 0 }, { ms: 8, lbads: 12, rp: 1 }] })));
+write('identify', sel(2, encodeNamespaceList([1, 2, 7, 100])));
+write('identify', sel(3, encodeNsIdDescriptors([{ nidt: 1, value: data(8) }, { nidt: 2, value: data(16) }, { nidt: 3, value: data(16) }, { nidt: 4, value: data(1) }])));
+
+// Log pages: byte 0 picks the parser (bit 7: pad).
+write('logpages', sel(0x40, encodeErrorLog([{ errorCount: 3n, sqid: 1, cid: 2, status: 0x4005, parameterErrorLocation: 0x0104, lba: 9n, nsid: 1 }, { errorCount: 0n }])));
+write('logpages', sel(1, encodeSmartLog({ criticalWarning: 0x3, temperature: 300, tempSensors: [300, 310] })));
+write('logpages', sel(2, encodeAnaLog({ chgcnt: 5n, groups: [{ anagrpid: 1, chgcnt: 1n, state: 1, nsids: [1, 2] }, { anagrpid: 2, chgcnt: 2n, state: 4, nsids: [3] }] })));
+write('logpages', sel(3, encodeAnaLog({ chgcnt: 5n, groups: [{ anagrpid: 1, chgcnt: 1n, state: 2 }, { anagrpid: 2, chgcnt: 2n, state: 3 }] }, { rgo: true })));
+write('logpages', sel(4, encodeChangedNsList([4, 5, 6])));
+write('logpages', sel(5, encodeReservationNotificationLog({ lpc: 2n, rnlpt: 1, nalp: 0, nsid: 1 })));
+write('logpages', sel(6, encodeReservationStatus({ gen: 1, rtype: 1, ptpls: false, registrants: [{ cntlid: 1, rcsts: 1, hostid: data(8), rkey: 5n }] }, false)));
+write('logpages', sel(7, encodeReservationStatus({ gen: 1, rtype: 2, ptpls: true, registrants: [{ cntlid: 1, rcsts: 0, hostid: data(16), rkey: 5n }] }, true)));
+
+// Discovery: byte 0 bit 0 clear = whole log; set = header + one entry at offset byte0 >> 1.
+const entry = { trtype: 3, adrfam: 1, subtype: 2, treq: 2, portid: 1, cntlid: 0xffff, asqsz: 32, trsvcid: '4420', subnqn: 'nqn.2014-08.org.example:sub', traddr: '127.0.0.1', tsas: Buffer.alloc(256) };
+const log = encodeDiscoveryLog({ genctr: 7n, entries: [entry, { ...entry, subtype: 1, trsvcid: '8009', subnqn: 'nqn.2014-08.org.nvmexpress.discovery' }] });
+write('discovery', sel(0, log));
+write('discovery', sel(0, Buffer.concat([log.subarray(0, 1024 + 1024)]))); // NUMREC 2, one entry present
+write('discovery', sel(1, log.subarray(1024)));

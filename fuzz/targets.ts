@@ -1,0 +1,249 @@
+/**
+ * Fuzz targets: each takes arbitrary bytes and feeds them to one parser. A target throws only for a finding: an
+ * error that is not a typed NvmeofError, or a broken property (a stream parsed differently when cut differently,
+ * an allocation out of proportion to the input). Typed errors are the parsers' correct answer to bad bytes.
+ */
+import { Buffer } from 'node:buffer';
+import { NvmeofError } from '../src/errors.js';
+import { PduReader, type PduReaderOptions } from '../src/protocol/reader.js';
+import type { Pdu } from '../src/protocol/pdu.js';
+import {
+  parseIdentifyController,
+  parseIdentifyNamespace,
+  parseNamespaceList,
+  parseNsIdDescriptors,
+} from '../src/protocol/identify.js';
+import {
+  parseAnaLog,
+  parseChangedNsList,
+  parseDiscoveryLog,
+  parseDiscoveryLogEntry,
+  parseDiscoveryLogHeader,
+  parseErrorLog,
+  parseReservationNotificationLog,
+  parseSmartLog,
+} from '../src/protocol/logpages.js';
+import { parseReservationStatus } from '../src/protocol/reservations.js';
+import { toDiscoveryEntry, discoveryEntryKey } from '../src/host/discovery.js';
+
+/** A finding: what the fuzzer reports and saves. */
+export class FuzzFinding extends Error {
+  override name = 'FuzzFinding';
+}
+
+export interface FuzzTarget {
+  name: string;
+  description: string;
+  run(data: Buffer): void;
+}
+
+/** Run `fn`; a typed NvmeofError is the expected answer to bad bytes, anything else propagates. */
+function typed<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof NvmeofError) return undefined;
+    throw err;
+  }
+}
+
+/** Walk a parsed value completely (getters, bigints, buffers), as a caller printing it would. */
+function touch(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) ?? '';
+}
+
+/**
+ * Largest single allocation a parser may make for an input of `n` bytes: what arrived, a 4 KiB structure or a
+ * few fixed buffers, never a length a header claims.
+ */
+export function allocationLimit(n: number): number {
+  return 2 * n + 64 * 1024;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// PDU reader
+
+/** Deterministic chunk sizes from a seed (xorshift32). */
+function chunkSizes(seed: number, total: number): number[] {
+  let s = (seed * 0x9e3779b1) >>> 0 || 1;
+  const next = (): number => {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    return s;
+  };
+  const mode = seed & 3;
+  const out: number[] = [];
+  let left = total;
+  while (left > 0) {
+    const n = mode === 0 ? 1 : mode === 1 ? 1 + (next() % 8) : mode === 2 ? 1 + (next() % 97) : 1 + (next() % 700);
+    out.push(Math.min(n, left));
+    left -= n;
+  }
+  return out;
+}
+
+function describePdu(p: Pdu): string {
+  return JSON.stringify(p, (_k, x: unknown) => {
+    if (typeof x === 'bigint') return x.toString();
+    if (x !== null && typeof x === 'object' && (x as { type?: unknown }).type === 'Buffer') return Buffer.from((x as { data: number[] }).data).toString('hex');
+    return x;
+  });
+}
+
+function describeError(err: unknown): string {
+  if (err instanceof NvmeofError) {
+    const e = err as NvmeofError & { fes?: number; fei?: number };
+    return `${e.name} ${e.code} fes=${String(e.fes)} fei=${String(e.fei)} ${e.message}`;
+  }
+  return `untyped ${String(err)}`;
+}
+
+interface ReaderRun {
+  pdus: string[];
+  error: string | null;
+}
+
+function readStream(opts: PduReaderOptions, stream: Buffer, sizes: number[] | null): ReaderRun {
+  // placeData: a destination of exactly DATAL bytes, taken from one scratch buffer (so placement allocates nothing).
+  const scratch = Buffer.alloc(64 * 1024);
+  const o: PduReaderOptions = { ...opts };
+  if (opts.placeData !== undefined) o.placeData = (h) => (h.datal <= scratch.length && (h.cccid & 1) === 0 ? scratch.subarray(0, h.datal) : null);
+  const r = new PduReader(o);
+  const pdus: string[] = [];
+  const onPdu = (p: Pdu): void => {
+    pdus.push(describePdu(p)); // placed data lands in the scratch buffer and is described before the next PDU reuses it
+    // A host would switch digests after the ICResp; do the same so the rest of the stream is read with them.
+    if (p.type === 0x01 || p.type === 0x00) r.setDigests(p.hdgst, p.ddgst);
+  };
+  let fed = 0;
+  try {
+    for (const [i, n] of (sizes ?? [stream.length]).entries()) {
+      const chunk = stream.subarray(fed, fed + n);
+      fed += n;
+      r.feed(chunk, onPdu);
+      if (r.buffered > fed) throw new FuzzFinding(`reader holds ${r.buffered} bytes after ${fed} bytes were fed (chunk ${i})`);
+    }
+  } catch (err) {
+    if (err instanceof NvmeofError) return { pdus, error: describeError(err) };
+    throw err;
+  }
+  return { pdus, error: null };
+}
+
+const readerTarget: FuzzTarget = {
+  name: 'pdu-reader',
+  description: 'PduReader: byte 0 picks role/digests/placement/IC sequencing, byte 1 the chunking; the stream is read whole and in chunks and must give the same PDUs and the same error',
+  run(data) {
+    if (data.length < 2) return;
+    const f = data[0]!;
+    const opts: PduReaderOptions = {
+      role: (f & 1) !== 0 ? 'controller' : 'host',
+      hdgst: (f & 2) !== 0,
+      ddgst: (f & 4) !== 0,
+      expectIc: (f & 16) !== 0,
+      maxDataLength: (f & 32) !== 0 ? 64 * 1024 * 1024 : 4096,
+    };
+    if ((f & 8) !== 0) opts.placeData = () => null;
+    const stream = data.subarray(2);
+    const whole = readStream(opts, stream, null);
+    const cut = readStream(opts, stream, chunkSizes(data[1]!, stream.length));
+    // A placed PDU's data is described when delivered, so both runs compare the bytes that arrived.
+    if (whole.error !== cut.error || whole.pdus.length !== cut.pdus.length || whole.pdus.some((p, i) => p !== cut.pdus[i])) {
+      const i = whole.pdus.findIndex((p, j) => p !== cut.pdus[j]);
+      throw new FuzzFinding(
+        `chunking changed the result: whole ${whole.pdus.length} PDUs, error ${String(whole.error)}; ` +
+          `chunked ${cut.pdus.length} PDUs, error ${String(cut.error)}; first difference at PDU ${i}`,
+      );
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Identify
+
+/** Byte 0 picks the parser; bit 7 pads the rest to 4096 bytes (so mutations reach past the length check). */
+function structInput(data: Buffer, size: number): Buffer {
+  const body = data.subarray(1);
+  if ((data[0]! & 0x80) === 0 || body.length >= size) return body;
+  const b = Buffer.alloc(size);
+  body.copy(b);
+  return b;
+}
+
+const identifyTarget: FuzzTarget = {
+  name: 'identify',
+  description: 'Identify Controller, Identify Namespace, Namespace List and Namespace Identification Descriptor parsers (byte 0 picks)',
+  run(data) {
+    if (data.length < 1) return;
+    const b = structInput(data, 4096);
+    switch (data[0]! & 3) {
+      case 0: touch(typed(() => parseIdentifyController(b))); break;
+      case 1: {
+        const ns = typed(() => parseIdentifyNamespace(b));
+        if (ns !== undefined) {
+          touch(ns);
+          if (ns.blockSize !== ns.currentLbaFormat.dataSize) throw new FuzzFinding('blockSize is not the current LBA format size');
+        }
+        break;
+      }
+      case 2: touch(typed(() => parseNamespaceList(b))); break;
+      default: touch(typed(() => parseNsIdDescriptors(b))); break;
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Log pages
+
+const logPagesTarget: FuzzTarget = {
+  name: 'logpages',
+  description: 'Error Information, SMART, ANA (with and without RGO), Reservation Notification, Changed Namespace List and Reservation Report parsers (byte 0 picks)',
+  run(data) {
+    if (data.length < 1) return;
+    const sel = data[0]! & 0x0f;
+    const b = structInput(data, sel === 1 ? 512 : sel === 5 ? 64 : 4096);
+    switch (sel % 8) {
+      case 0: touch(typed(() => parseErrorLog(b, { includeEmpty: (data[0]! & 0x40) !== 0 }))); break;
+      case 1: touch(typed(() => parseSmartLog(b))); break;
+      case 2: case 3: touch(typed(() => parseAnaLog(b, { rgo: sel % 8 === 3 }))); break;
+      case 4: touch(typed(() => parseChangedNsList(b))); break;
+      case 5: touch(typed(() => parseReservationNotificationLog(b))); break;
+      default: touch(typed(() => parseReservationStatus(b, sel % 8 === 7))); break;
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// Discovery log
+
+const discoveryTarget: FuzzTarget = {
+  name: 'discovery',
+  description: 'Discovery log page parser (header, entries, partial pages) and the host view of its entries',
+  run(data) {
+    if (data.length < 1) return;
+    const b = data.subarray(1);
+    if ((data[0]! & 1) === 0) {
+      const log = typed(() => parseDiscoveryLog(b));
+      if (log === undefined) return;
+      if (log.entries.length > b.length / 1024) throw new FuzzFinding(`${log.entries.length} entries from ${b.length} bytes`);
+      for (const e of log.entries) {
+        const entry = toDiscoveryEntry(e, { traddr: '127.0.0.1', trsvcid: '8009', subnqn: 'nqn.2014-08.org.nvmexpress.discovery', depth: 0 });
+        touch({ ...entry, raw: undefined });
+        discoveryEntryKey(entry);
+      }
+    } else {
+      touch(typed(() => parseDiscoveryLogHeader(b)));
+      touch(typed(() => parseDiscoveryLogEntry(b, data[0]! >> 1)));
+    }
+  },
+};
+
+/** Every target, by name. */
+export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget];
+
+export function findTarget(name: string): FuzzTarget {
+  const t = targets.find((x) => x.name === name);
+  if (t === undefined) throw new Error(`unknown fuzz target ${name} (targets: ${targets.map((x) => x.name).join(', ')})`);
+  return t;
+}
