@@ -157,6 +157,17 @@ describe('QueuePair', () => {
     expect((err as Error).message).toMatch(/LBA Out of Range/i);
   });
 
+  it('a second ICResp is a PDU sequence error (FES 2) with an H2CTermReq, not a state error', async () => {
+    const { qp, conn } = await open();
+    const pending = qp.submit(cmds.keepAlive()).catch((e: unknown) => e);
+    await conn.commands(1);
+    conn.send({ type: PduType.ICResp, pfv: 0, cpda: 0, hdgst: false, ddgst: false, maxh2cdata: 65536 });
+    const term = await conn.next<TermReqPdu>((p) => p.type === PduType.H2CTermReq);
+    expect(term.fes).toBe(2);
+    expect(await pending).toMatchObject({ code: ErrorCode.PROTOCOL });
+    expect(qp.state).toBe('closed');
+  });
+
   it('terminates the queue with an H2CTermReq on a CQE for an unknown CID and fails everything pending', async () => {
     const { qp, conn } = await open();
     const a = qp.submit(cmds.keepAlive()).catch((e: unknown) => e);
