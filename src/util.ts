@@ -2,7 +2,7 @@
  * Small asynchronous helpers every layer above the pure protocol layer shares: the error an aborted signal stands for,
  * and racing a promise against a timeout and a signal. One definition, so every layer reports aborts alike.
  */
-import { AbortedError, NvmeofError } from './errors.js';
+import { AbortedError, InvalidArgumentError, NvmeofError } from './errors.js';
 
 /**
  * The error an aborted `signal` stands for: its reason when that is already an nvmeof error, else an
@@ -42,4 +42,37 @@ export async function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () =>
 /** Race `p` against an optional AbortSignal (no timeout). */
 export function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   return signal ? withTimeout(p, 0, () => abortError(signal), signal) : p;
+}
+
+/** Longest delay a Node.js timer takes (2^31 - 1 ms); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function describeArg(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v === undefined) return String(v);
+  return typeof v;
+}
+
+/** `v` must be undefined or an AbortSignal (InvalidArgumentError naming `name` otherwise). */
+export function checkSignal(name: string, v: unknown): AbortSignal | undefined {
+  if (v !== undefined && !(v instanceof AbortSignal)) throw new InvalidArgumentError(`${name} must be an AbortSignal, got ${describeArg(v)}`);
+  return v;
+}
+
+/** `v` must be undefined or a boolean (InvalidArgumentError naming `name` otherwise). */
+export function checkBoolean(name: string, v: unknown): boolean | undefined {
+  if (v !== undefined && typeof v !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${describeArg(v)}`);
+  return v;
+}
+
+/** `v` must be undefined or an object (InvalidArgumentError naming `name` otherwise). */
+export function checkOptions(name: string, v: unknown): void {
+  if (v !== undefined && (v === null || typeof v !== 'object')) throw new InvalidArgumentError(`${name} must be an object, got ${describeArg(v)}`);
+}
+
+/** `v` must be an integer in min..max (InvalidArgumentError naming `name` otherwise). */
+export function checkInteger(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, got ${describeArg(v)}`);
+  return v;
 }

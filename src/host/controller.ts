@@ -30,7 +30,7 @@ import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
 import { ControllerType, parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, parseNsIdDescriptors, mdtsBytes, type IdentifyController, type OncsFlags } from '../protocol/identify.js';
 import type { AnaLog } from '../protocol/logpages.js';
 import { MAX_QUEUE_DEPTH, QueuePair, type Completion, type SubmitOptions } from '../transport/queue-pair.js';
-import { abortError, withTimeout } from '../util.js';
+import { abortError, checkBoolean, checkInteger, checkOptions, checkSignal, MAX_TIMER_MS, withTimeout } from '../util.js';
 import { resolveHostIdentity, type HostIdentity } from './identity.js';
 import { authenticate, parseDhchapOptions, type AuthenticationInfo, type DhchapCredentials, type DhchapOptions } from './auth.js';
 import { Namespace } from './namespace.js';
@@ -512,6 +512,8 @@ export class Controller {
    * closes (after the queued events), and `signal` ends it with the abort reason.
    */
   events(opts?: EventIteratorOptions): ControllerEventIterator {
+    checkOptions('events options', opts);
+    checkSignal('events signal', opts?.signal);
     return this.hub.iterate(opts);
   }
 
@@ -540,6 +542,8 @@ export class Controller {
    * With `rgo` only the group states are read (Return Groups Only).
    */
   async refreshAnaState(opts: { rgo?: boolean } = {}): Promise<AnaLog> {
+    checkOptions('refreshAnaState options', opts);
+    checkBoolean('rgo', opts.rgo);
     if (this._state !== 'live') throw this.failure ?? new InvalidStateError(`controller is ${this._state}`);
     this.ana ??= this.makeAnaTracker();
     return this.ana.refresh(!!opts.rgo, 'manual');
@@ -559,6 +563,13 @@ export class Controller {
    * controller closed. Rejects with the abort reason if `signal` aborts first.
    */
   waitForAnaChange(nsid: number, ms: number, signal?: AbortSignal): Promise<void> {
+    try {
+      checkInteger('nsid', nsid, 1, 0xffffffff);
+      checkInteger('ms', ms, 0, MAX_TIMER_MS);
+      checkSignal('signal', signal);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     return new Promise<void>((resolve, reject) => {
       if (signal?.aborted) {
         reject(abortError(signal));
@@ -582,7 +593,7 @@ export class Controller {
         cleanup();
         reject(abortError(signal!));
       };
-      const timer = setTimeout(done, Math.max(0, ms));
+      const timer = setTimeout(done, ms);
       timer.unref();
       const off = this.hub.on('ana-change', (ev) => {
         if (ev.type === 'ana-change' && ev.changed.some((c) => c.nsid === nsid)) done();
@@ -598,6 +609,7 @@ export class Controller {
    */
   async readLog(o: ReadLogOptions): Promise<Buffer> {
     if (!o || typeof o !== 'object') throw new InvalidArgumentError('readLog options must be an object');
+    checkBoolean('readLog rae', o.rae);
     const { lid, length } = o;
     const base = o.offset ?? 0;
     if (!Number.isInteger(length) || length < 4 || length % 4 !== 0 || length > bufferConstants.MAX_LENGTH) {
@@ -671,20 +683,22 @@ export class Controller {
 
   /** Submit a raw admin command. Status errors reject with NvmeStatusError. */
   adminCommand(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
+    if (!isCommand(cmd)) return Promise.reject(badCommand(cmd));
     if (this._state === 'closed' || !this.admin) return Promise.reject(this.failure ?? new InvalidStateError('controller is closed'));
     return this.admin.submit(cmd, opts);
   }
 
   /** Submit a raw I/O command on the least-loaded I/O queue (or the given one, 1-based qid). */
   ioCommand(cmd: NvmeCommand, opts?: SubmitOptions & { qid?: number }): Promise<Completion> {
+    if (!isCommand(cmd)) return Promise.reject(badCommand(cmd));
     if (this._state !== 'live') {
       return Promise.reject(this.failure ?? new InvalidStateError(`controller is ${this._state}`));
     }
     if (this.ioqs.length === 0) return Promise.reject(new InvalidStateError('controller has no I/O queues'));
     let qp: QueuePair;
     if (opts?.qid !== undefined) {
-      const q = this.ioqs[opts.qid - 1];
-      if (!q) return Promise.reject(new InvalidArgumentError(`no I/O queue ${opts.qid}; queues are 1..${this.ioqs.length}`));
+      const q = Number.isInteger(opts.qid) ? this.ioqs[opts.qid - 1] : undefined;
+      if (!q) return Promise.reject(new InvalidArgumentError(`qid ${String(opts.qid)} names no I/O queue; queues are 1..${this.ioqs.length}`));
       qp = q;
     } else {
       qp = this.pickQueue();
@@ -865,4 +879,15 @@ function validateConnectOptions(o: ConnectOptions): void {
 /** Connect to an NVMe-oF subsystem over TCP and bring the controller up. */
 export function connect(opts: ConnectOptions): Promise<Controller> {
   return Controller.connect(opts);
+}
+
+/** A command as the builders make it: an object with a 64-byte SQE. */
+function isCommand(cmd: unknown): cmd is NvmeCommand {
+  return cmd !== null && typeof cmd === 'object' && Buffer.isBuffer((cmd as NvmeCommand).sqe) && (cmd as NvmeCommand).sqe.length === 64;
+}
+
+function badCommand(cmd: unknown): InvalidArgumentError {
+  const sqe = cmd !== null && typeof cmd === 'object' ? (cmd as { sqe?: unknown }).sqe : undefined;
+  const what = cmd === null || typeof cmd !== 'object' ? `got ${cmd === null ? 'null' : typeof cmd}` : Buffer.isBuffer(sqe) ? `its sqe has ${sqe.length} bytes` : 'it has no sqe Buffer';
+  return new InvalidArgumentError(`command must be an object with a 64-byte sqe Buffer (from the protocol command builders), ${what}`);
 }

@@ -20,7 +20,7 @@ import {
   type DiscoveryLogEntry,
 } from '../protocol/logpages.js';
 import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
-import { abortError } from '../util.js';
+import { abortError, checkSignal, MAX_TIMER_MS } from '../util.js';
 import { connect, type ConnectOptions, type Controller } from './controller.js';
 import type { DhchapOptions } from './auth.js';
 import { EventChannel, type BoundedEventIterator } from '../event-channel.js';
@@ -142,6 +142,11 @@ export interface ReadDiscoveryLogOptions {
  * has RAE cleared, so a pending Discovery Log Page Change event is acknowledged and the next change is reported.
  */
 export async function readDiscoveryLog(ctrl: Controller, opts: ReadDiscoveryLogOptions = {}): Promise<DiscoveryLogSnapshot> {
+  if (ctrl === null || typeof ctrl !== 'object' || typeof (ctrl as { readLog?: unknown }).readLog !== 'function') {
+    throw new InvalidArgumentError(`readDiscoveryLog needs a connected discovery controller, got ${ctrl === null ? 'null' : typeof ctrl}`);
+  }
+  if (opts === null || typeof opts !== 'object') throw new InvalidArgumentError('readDiscoveryLog options must be an object');
+  checkSignal('signal', opts.signal);
   const maxRetries = opts.maxRetries ?? 10;
   if (!Number.isInteger(maxRetries) || maxRetries < 0) throw new InvalidArgumentError(`maxRetries must be a non-negative integer, got ${String(maxRetries)}`);
   const source = opts.source ?? { traddr: ctrl.host, trsvcid: String(ctrl.port), subnqn: ctrl.subnqn, depth: 0 };
@@ -230,6 +235,7 @@ function validateCommon(o: { host: string; port?: number; subnqn?: string }): vo
   if (typeof o.host !== 'string' || o.host.length === 0) throw new InvalidArgumentError('host must be a non-empty string');
   if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 1 || o.port > 65535)) throw new InvalidArgumentError(`port must be 1..65535, got ${o.port}`);
   if (o.subnqn !== undefined) validateNqn(o.subnqn, { name: 'subnqn', strict: false });
+  checkSignal('signal', (o as { signal?: unknown }).signal);
 }
 
 function connectOptions(o: DiscoverOptions | WatchDiscoveryOptions, at: { host: string; port: number; subnqn: string }, kato: number, events: boolean): ConnectOptions {
@@ -423,8 +429,8 @@ export class DiscoveryWatcher {
   static async open(opts: WatchDiscoveryOptions): Promise<DiscoveryWatcher> {
     validateCommon(opts);
     if (opts.kato !== undefined && (!Number.isInteger(opts.kato) || opts.kato < 0)) throw new InvalidArgumentError(`kato must be a non-negative integer, got ${String(opts.kato)}`);
-    if (opts.reconnectDelay !== undefined && (!Number.isInteger(opts.reconnectDelay) || opts.reconnectDelay < 0)) {
-      throw new InvalidArgumentError(`reconnectDelay must be a non-negative integer, got ${String(opts.reconnectDelay)}`);
+    if (opts.reconnectDelay !== undefined && (!Number.isInteger(opts.reconnectDelay) || opts.reconnectDelay < 0 || opts.reconnectDelay > MAX_TIMER_MS)) {
+      throw new InvalidArgumentError(`reconnectDelay must be an integer 0..${MAX_TIMER_MS} ms, got ${String(opts.reconnectDelay)}`);
     }
     const signal = opts.signal;
     if (signal?.aborted) throw abortError(signal);

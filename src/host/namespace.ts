@@ -14,6 +14,7 @@ import type { IdentifyController, IdentifyNamespace, NsIdDescriptor, OncsFlags }
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import type { NvmeCommand } from '../protocol/commands.js';
 import * as resv from './reservations.js';
+import { checkBoolean, checkOptions } from '../util.js';
 
 /** What the namespace needs from its controller (kept narrow so that multipath can provide it too). */
 export interface NamespaceOwner {
@@ -173,6 +174,7 @@ export class Namespace {
 
   /** Read `blocks` logical blocks starting at `lba`. */
   async read(lba: bigint | number, blocks: number, opts?: IoOptions): Promise<Buffer> {
+    checkOptions('read options', opts);
     const slba = this.checkRange('read', lba, blocks);
     if (blocks * this.blockSize > MAX_BUFFER_BYTES) {
       throw new InvalidArgumentError(`read: ${blocks} blocks of ${this.blockSize} bytes do not fit in one Buffer (at most ${MAX_BUFFER_BYTES} bytes); read in pieces or use readInto`);
@@ -184,7 +186,8 @@ export class Namespace {
 
   /** Read into a caller's buffer (its length, a multiple of the block size, says how many blocks). Zero-copy. */
   async readInto(lba: bigint | number, buf: Buffer, opts?: IoOptions): Promise<Buffer> {
-    const blocks = this.blocksOf('readInto', buf);
+    checkOptions('readInto options', opts);
+    const blocks = this.blocksOf('readInto', buf, 'buf');
     const slba = this.checkRange('readInto', lba, blocks);
     await this.readIntoChecked(slba, blocks, buf, opts);
     return buf;
@@ -199,6 +202,7 @@ export class Namespace {
 
   /** Write `data` (a multiple of the block size) starting at `lba`. */
   async write(lba: bigint | number, data: Uint8Array, opts?: WriteOptions): Promise<void> {
+    checkOptions('write options', opts);
     const blocks = this.blocksOf('write', data);
     const slba = this.checkRange('write', lba, blocks);
     const bs = this.blockSize;
@@ -209,11 +213,15 @@ export class Namespace {
 
   /** Commit volatile write cache contents to media. */
   async flush(opts?: IoOptions): Promise<void> {
+    checkOptions('flush options', opts);
     await this.io(cmds.flush(this.nsid), opts);
   }
 
   /** Write zeroes to `blocks` blocks at `lba`, optionally letting the controller deallocate them. */
   async writeZeroes(lba: bigint | number, blocks: number, opts?: IoOptions & { deallocate?: boolean; fua?: boolean }): Promise<void> {
+    checkOptions('writeZeroes options', opts);
+    checkBoolean('writeZeroes deallocate', opts?.deallocate);
+    checkBoolean('writeZeroes fua', opts?.fua);
     this.requireOncs('writeZeroes', 'writeZeroes');
     const slba = this.checkRange('writeZeroes', lba, blocks);
     await this.forEachChunk(slba, blocks, (l, n) => this.io(cmds.writeZeroes({ nsid: this.nsid, slba: l, nlb: n, deac: opts?.deallocate, fua: opts?.fua }), opts), MAX_NLB);
@@ -221,12 +229,13 @@ export class Namespace {
 
   /** Deallocate (trim) ranges with Dataset Management. */
   async deallocate(ranges: LbaRange[], opts?: IoOptions): Promise<void> {
+    checkOptions('deallocate options', opts);
     if (!Array.isArray(ranges) || ranges.length === 0) throw new InvalidArgumentError('deallocate needs at least one range');
     this.requireOncs('deallocate', 'dsm');
     const entries: { slba: bigint; nlb: number }[] = [];
     for (const [i, r] of ranges.entries()) {
       if (r === null || typeof r !== 'object') throw new InvalidArgumentError(`deallocate: range ${i} must be an object { lba, blocks }, got ${r === null ? 'null' : typeof r}`);
-      const slba = this.checkRange('deallocate', r.lba, r.blocks, 0xffffffff);
+      const slba = this.checkRange(`deallocate: range ${i}`, r.lba, r.blocks, 0xffffffff);
       entries.push({ slba, nlb: r.blocks });
     }
     for (let i = 0; i < entries.length; i += 256) {
@@ -239,6 +248,7 @@ export class Namespace {
    * other errors reject.
    */
   async compare(lba: bigint | number, data: Uint8Array, opts?: IoOptions): Promise<boolean> {
+    checkOptions('compare options', opts);
     this.requireOncs('compare', 'compare');
     const blocks = this.blocksOf('compare', data);
     const slba = this.checkRange('compare', lba, blocks);
@@ -256,6 +266,7 @@ export class Namespace {
 
   /** Verify the integrity of `blocks` blocks at `lba` without transferring data. */
   async verify(lba: bigint | number, blocks: number, opts?: IoOptions): Promise<void> {
+    checkOptions('verify options', opts);
     this.requireOncs('verify', 'verify');
     const slba = this.checkRange('verify', lba, blocks);
     await this.forEachChunk(slba, blocks, (l, n) => this.io(cmds.verify({ nsid: this.nsid, slba: l, nlb: n }), opts), MAX_NLB);
@@ -305,10 +316,10 @@ export class Namespace {
     }
   }
 
-  private blocksOf(op: string, data: Uint8Array): number {
-    if (!(data instanceof Uint8Array)) throw new InvalidArgumentError(`${op}: data must be a Buffer or Uint8Array`);
+  private blocksOf(op: string, data: Uint8Array, name = 'data'): number {
+    if (!(data instanceof Uint8Array)) throw new InvalidArgumentError(`${op}: ${name} must be a Buffer or Uint8Array`);
     if (data.length === 0 || data.length % this.blockSize !== 0) {
-      throw new InvalidArgumentError(`${op}: data length ${data.length} is not a positive multiple of the ${this.blockSize}-byte block size of namespace ${this.nsid}`);
+      throw new InvalidArgumentError(`${op}: ${name} length ${data.length} is not a positive multiple of the ${this.blockSize}-byte block size of namespace ${this.nsid}`);
     }
     return data.length / this.blockSize;
   }

@@ -25,7 +25,7 @@ import { validateNqn } from '../protocol/nqn.js';
 import type { Completion, SubmitOptions } from '../transport/queue-pair.js';
 import { classifyIoError } from './classify.js';
 import { Path, PathMismatchError, pathId, validatePathTimers, type PathChange, type PathController, type PathHealth, type PathNamespace, type PathState } from './path.js';
-import { abortError, raceAbort } from '../util.js';
+import { abortError, checkSignal, raceAbort } from '../util.js';
 import { createSelector, type PathCandidate, type PathSelector, type PolicyName } from './policy.js';
 
 const debug = debuglog('nvmeof');
@@ -630,6 +630,7 @@ function validateMultipathOptions(o: MultipathOptions): void {
   }
   if (o.ioQueues !== undefined && o.ioQueues < 1) throw new InvalidArgumentError(`ioQueues must be at least 1 for a multipath namespace, got ${o.ioQueues}`);
   if (o.connectController !== undefined && typeof o.connectController !== 'function') throw new InvalidArgumentError('connectController must be a function');
+  checkSignal('signal', o.signal);
   createSelector(o.policy);
 }
 
