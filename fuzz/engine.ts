@@ -264,6 +264,8 @@ function readSeeds(): Buffer[] {
   return out.sort((a, b) => a.length - b.length);
 }
 
+// The time limit covers the seed replay too, so a run's length does not grow with the corpus.
+const deadline = Date.now() + data.durationMs;
 if (data.outDir !== null) mkdirSync(data.outDir, { recursive: true });
 const seeds = readSeeds();
 
@@ -281,7 +283,6 @@ for (const s of seeds) {
 if (corpus.length === 0) corpus.push(Buffer.alloc(0));
 
 const stats = (): { execs: number; corpus: number; features: number; seeds: number } => ({ execs, corpus: corpus.length, features: seen.size, seeds: seeds.length });
-const deadline = Date.now() + data.durationMs;
 let lastStats = Date.now();
 const BATCH = 64;
 

@@ -18,7 +18,9 @@ import {
   encodeReservationNotificationLog,
   encodeSmartLog,
 } from '../src/protocol/logpages.js';
-import { encodeReservationStatus } from '../src/protocol/reservations.js';
+import { encodeReservationStatus, reservationRegister } from '../src/protocol/reservations.js';
+import { connect as connectCommand, read as readCommand } from '../src/protocol/commands.js';
+import { encodeCqe } from '../src/protocol/cqe.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -80,3 +82,16 @@ const log = encodeDiscoveryLog({ genctr: 7n, entries: [entry, { ...entry, subtyp
 write('discovery', sel(0, log));
 write('discovery', sel(0, Buffer.concat([log.subarray(0, 1024 + 1024)]))); // NUMREC 2, one entry present
 write('discovery', sel(1, log.subarray(1024)));
+
+// Capsule contents: byte 0 picks the decoder.
+const connectCmd = connectCommand({ qid: 0, sqsize: 32, kato: 120000, hostid: '6c2f7a0e-3b1d-4c8e-9f00-1a2b3c4d5e6f', subnqn: 'nqn.2014-08.org.example:sub', hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:6c2f7a0e-3b1d-4c8e-9f00-1a2b3c4d5e6f' });
+write('capsule', sel(0, connectCmd.sqe));
+write('capsule', sel(0, readCommand({ nsid: 1, slba: 8n, nlb: 4, blockSize: 512 }).sqe));
+write('capsule', sel(1, Buffer.from(connectCmd.data!)));
+const reg = reservationRegister({ nsid: 1, action: 'register', nrkey: 5n });
+write('capsule', sel(2, Buffer.concat([reg.sqe.subarray(40, 44), Buffer.from(reg.data!)])));
+write('capsule', sel(3, Buffer.concat([encodeCqe({ dw0: 1, dw1: 0, sqhd: 3, sqid: 1, cid: 9, status: 0x4005 }), Buffer.from([0x01, 0x00])])));
+write('capsule', sel(0xc3, Buffer.concat([encodeCqe({ dw0: 0x10001, dw1: 0, sqhd: 1, sqid: 0, cid: 1, status: (1 << 9) | (0x82 << 1) }), Buffer.from([0x7f, 0x01])])));
+write('capsule', sel(4, Buffer.from([0x05, 0x40, 0, 0, 0x02, 0x01, 0, 0])));
+write('capsule', sel(5, Buffer.from([0x02, 0x00, 0x0c, 0x00])));
+write('capsule', sel(6, Buffer.from([0xff, 0x07, 0x01, 0x3c, 0x20, 0x00, 0x00, 0x00, 0x00, 0x04, 0x01, 0x00])));

@@ -24,7 +24,22 @@ import {
   parseSmartLog,
 } from '../src/protocol/logpages.js';
 import { parseReservationStatus } from '../src/protocol/reservations.js';
+import {
+  decodeReservationAcquire,
+  decodeReservationRegister,
+  decodeReservationRelease,
+  decodeReservationReport,
+} from '../src/protocol/reservations.js';
+import { decodeSqe } from '../src/protocol/sqe.js';
+import { readSgl } from '../src/protocol/sgl.js';
+import { decodeCqe } from '../src/protocol/cqe.js';
+import { decodeStatus, statusError, decodeConnectInvalidParameter } from '../src/protocol/status.js';
+import { parseConnectData, parseConnectResult } from '../src/protocol/commands.js';
+import { decodeAsyncEvent } from '../src/protocol/async-events.js';
+import { decodeCap, decodeCc, decodeCsts, decodeVs } from '../src/protocol/properties.js';
+import { mdtsBytes } from '../src/protocol/identify.js';
 import { toDiscoveryEntry, discoveryEntryKey } from '../src/host/discovery.js';
+import { Namespace } from '../src/host/namespace.js';
 
 /** A finding: what the fuzzer reports and saves. */
 export class FuzzFinding extends Error {
@@ -178,12 +193,29 @@ const identifyTarget: FuzzTarget = {
     if (data.length < 1) return;
     const b = structInput(data, 4096);
     switch (data[0]! & 3) {
-      case 0: touch(typed(() => parseIdentifyController(b))); break;
+      case 0: {
+        const c = typed(() => parseIdentifyController(b));
+        touch(c);
+        if (c !== undefined) {
+          for (let mps = 0; mps < 16; mps++) {
+            const n = mdtsBytes(c.mdts, mps);
+            // A power of two (possibly far beyond any transfer: the host clamps it to its own limit).
+            if (n !== null && !(Number.isFinite(n) && n >= 4096 && Math.log2(n) === 12 + mps + c.mdts)) throw new FuzzFinding(`mdtsBytes(${c.mdts}, ${mps}) = ${n}`);
+          }
+        }
+        break;
+      }
       case 1: {
         const ns = typed(() => parseIdentifyNamespace(b));
         if (ns !== undefined) {
           touch(ns);
           if (ns.blockSize !== ns.currentLbaFormat.dataSize) throw new FuzzFinding('blockSize is not the current LBA format size');
+          // The host's view: a namespace handle refuses what it cannot do I/O with, and sizes its commands.
+          const handle = typed(() => new Namespace({ maxTransferBytes: 128 * 1024, ioCommand: () => Promise.reject(new Error('not connected')) }, 1, ns, []));
+          if (handle !== undefined) {
+            if (!Number.isSafeInteger(handle.blockSize) || handle.blockSize < 512) throw new FuzzFinding(`namespace accepted a block size of ${handle.blockSize}`);
+            if (!(handle.maxBlocksPerCommand >= 1)) throw new FuzzFinding(`maxBlocksPerCommand ${handle.maxBlocksPerCommand}`);
+          }
         }
         break;
       }
@@ -239,8 +271,53 @@ const discoveryTarget: FuzzTarget = {
   },
 };
 
+// ---------------------------------------------------------------------------------------------------------------
+// Capsule contents: what the embedded target decodes from a host's command, what the host decodes from a completion
+
+const capsuleTarget: FuzzTarget = {
+  name: 'capsule',
+  description: 'SQE and SGL decoding, Connect data, reservation command decoding (target side); CQE, status, Connect result, async event and property decoding (host side); byte 0 picks',
+  run(data) {
+    if (data.length < 1) return;
+    const b = data.subarray(1);
+    const dw = (i: number): number => (b.length >= i * 4 + 4 ? b.readUInt32LE(i * 4) : 0);
+    switch (data[0]! % 8) {
+      case 0: touch(typed(() => decodeSqe(b))); touch(typed(() => readSgl(b))); break;
+      case 1: touch(typed(() => parseConnectData(b))); break;
+      case 2: {
+        const data2 = b.length > 4 ? b.subarray(4) : null;
+        touch(typed(() => decodeReservationRegister(dw(0), data2)));
+        touch(typed(() => decodeReservationAcquire(dw(0), data2)));
+        touch(typed(() => decodeReservationRelease(dw(0), data2)));
+        touch(typed(() => decodeReservationReport(dw(0), dw(1))));
+        break;
+      }
+      case 3: {
+        const cqe = typed(() => decodeCqe(b));
+        touch(cqe);
+        if (cqe !== undefined) {
+          const admin = (data[0]! & 0x80) !== 0;
+          const e = statusError(cqe, { opcode: b.length > 16 ? b[16]! : 0, admin, fctype: b.length > 17 && (data[0]! & 0x40) !== 0 ? b[17]! : undefined });
+          if (!(e instanceof NvmeofError) || typeof e.message !== 'string') throw new FuzzFinding('statusError did not build an NvmeofError');
+        }
+        break;
+      }
+      case 4: touch(decodeStatus(dw(0) & 0xffff, { opcode: dw(1) & 0xff, admin: (dw(1) & 0x100) !== 0 })); touch(typed(() => decodeConnectInvalidParameter(dw(0)))); break;
+      case 5: touch(typed(() => parseConnectResult(dw(0)))); touch(typed(() => decodeAsyncEvent(dw(0)))); break;
+      default: {
+        const cap = b.length >= 8 ? b.readBigUInt64LE(0) : 0n;
+        touch(typed(() => decodeCap(cap)));
+        touch(typed(() => decodeVs(dw(0))));
+        touch(typed(() => decodeCc(dw(1))));
+        touch(typed(() => decodeCsts(dw(0))));
+        break;
+      }
+    }
+  },
+};
+
 /** Every target, by name. */
-export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget];
+export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget, capsuleTarget];
 
 export function findTarget(name: string): FuzzTarget {
   const t = targets.find((x) => x.name === name);
