@@ -34,7 +34,7 @@ export interface EngineData {
 /** Messages to the main thread. */
 export type EngineMessage =
   | { type: 'stats'; execs: number; corpus: number; features: number; seeds: number }
-  | { type: 'finding'; kind: 'crash'; message: string; stack: string; input: Uint8Array }
+  | { type: 'finding'; kind: 'crash'; message: string; stack: string; input: Uint8Array; execs: number; corpus: number; features: number; seeds: number }
   | { type: 'done'; execs: number; corpus: number; features: number; seeds: number; corpusFiles: string[] };
 
 const data = workerData as EngineData;
@@ -145,7 +145,7 @@ function exec(input: Buffer): void {
   } catch (err) {
     allocLimit = Infinity;
     const e = err instanceof Error ? err : new Error(String(err));
-    const msg: EngineMessage = { type: 'finding', kind: 'crash', message: `${e.name}: ${e.message}`, stack: e.stack ?? '', input: new Uint8Array(input) };
+    const msg: EngineMessage = { type: 'finding', kind: 'crash', message: `${e.name}: ${e.message}`, stack: e.stack ?? '', input: new Uint8Array(input), ...stats() };
     parentPort!.postMessage(msg);
     process.exit(1);
   }
@@ -170,6 +170,11 @@ const INTERESTING_32 = [
 ];
 
 const corpus: Buffer[] = [];
+let seedCount = 0;
+
+function stats(): { execs: number; corpus: number; features: number; seeds: number } {
+  return { execs, corpus: corpus.length, features: seen.size, seeds: seedCount };
+}
 
 function mutate(src: Buffer): Buffer {
   let b = Buffer.from(src);
@@ -268,6 +273,7 @@ function readSeeds(): Buffer[] {
 const deadline = Date.now() + data.durationMs;
 if (data.outDir !== null) mkdirSync(data.outDir, { recursive: true });
 const seeds = readSeeds();
+seedCount = seeds.length;
 
 function keep(m: Buffer): void {
   corpus.push(m);
@@ -282,7 +288,7 @@ for (const s of seeds) {
 }
 if (corpus.length === 0) corpus.push(Buffer.alloc(0));
 
-const stats = (): { execs: number; corpus: number; features: number; seeds: number } => ({ execs, corpus: corpus.length, features: seen.size, seeds: seeds.length });
+
 let lastStats = Date.now();
 const BATCH = 64;
 

@@ -107,6 +107,7 @@ function runEngine(target: string, opts: { durationMs: number; corpusDirs: strin
         last = { execs: m.execs, corpus: m.corpus, features: m.features, seeds: m.seeds };
         if (m.type === 'stats') process.stdout.write(`  ${target}: ${m.execs} execs, corpus ${m.corpus}, ${m.features} features\n`);
       } else {
+        last = { execs: m.execs, corpus: m.corpus, features: m.features, seeds: m.seeds };
         const file = saveFinding(target, m.kind, m.input, `${m.stack}\n`);
         finding = `${m.message}\n${m.stack}\ninput saved as ${file}\nreplay: npm run fuzz -- --target ${target} --replay ${file}`;
       }
