@@ -4,7 +4,7 @@
  * queue that reports dropped events with an explicit 'overflow' event in their place.
  */
 import { InvalidArgumentError } from './errors.js';
-import { abortError } from './util.js';
+import { abortError, checkOptions, checkSignal } from './util.js';
 
 /** Options of `events()` (controllers and discovery watchers). */
 export interface EventIteratorOptions<T extends string = string> {
@@ -97,6 +97,8 @@ export class EventChannel<E extends { type: string }, I = E> {
 
   /** A new async iterator over the events delivered from now on. */
   iterate(opts: EventIteratorOptions<E['type']> = {}): BoundedEventIterator<E> {
+    checkOptions('events options', opts);
+    checkSignal('events signal', opts.signal);
     const hwm = opts.highWaterMark ?? 1024;
     if (!Number.isInteger(hwm) || hwm < 1) throw new InvalidArgumentError(`highWaterMark must be a positive integer, got ${String(hwm)}`);
     if (opts.types !== undefined && !Array.isArray(opts.types)) throw new InvalidArgumentError('types must be an array of event types');

@@ -142,6 +142,7 @@ function controllerCases(): Case[] {
   for (const v of [0, -1, 1.5, NaN, 'x']) cases.push([`ctrl.waitForAnaChange(nsid ${show(v)})`, () => ctrl.waitForAnaChange(v as never, 10), 'nsid']);
   for (const v of [-1, 1.5, NaN, 'x', 2 ** 31]) cases.push([`ctrl.waitForAnaChange(ms ${show(v)})`, () => ctrl.waitForAnaChange(1, v as never), 'ms']);
   cases.push(['ctrl.waitForAnaChange(signal {})', () => ctrl.waitForAnaChange(1, 10, notSignal), 'signal']);
+  for (const v of ['x', 5]) cases.push([`ctrl.events(${show(v)})`, () => ctrl.events(v as never), 'options']);
   for (const v of [0, -1, 1.5, NaN, 'x']) cases.push([`ctrl.events({ highWaterMark: ${show(v)} })`, () => ctrl.events({ highWaterMark: v as never }), 'highWaterMark']);
   cases.push(['ctrl.events({ signal: {} })', () => ctrl.events({ signal: notSignal }), 'signal']);
   cases.push(["ctrl.on('nope')", () => ctrl.on('nope' as never, () => undefined), 'nope']);
@@ -149,6 +150,20 @@ function controllerCases(): Case[] {
   for (const v of ['x', 1]) cases.push([`ctrl.refreshAnaState({ rgo: ${show(v)} })`, () => ctrl.refreshAnaState({ rgo: v as never }), 'rgo']);
   for (const v of [-1, 1.5, NaN, 'x']) cases.push([`readDiscoveryLog(maxRetries ${show(v)})`, () => readDiscoveryLog(ctrl, { maxRetries: v as never }), 'maxRetries']);
   cases.push(['readDiscoveryLog(null controller)', () => readDiscoveryLog(null as never), 'controller']);
+  return cases;
+}
+
+/** What MultipathNamespace has beyond block I/O. */
+function multipathCases(): Case[] {
+  const cases: Case[] = [];
+  for (const v of [0, -1, 1.5, NaN, 'x']) cases.push([`mp.events({ highWaterMark: ${show(v)} })`, () => mp.events({ highWaterMark: v as never }), 'highWaterMark']);
+  for (const v of [notSignal, 'x']) cases.push([`mp.events({ signal: ${show(v)} })`, () => mp.events({ signal: v as never }), 'signal']);
+  for (const v of ['x', 5]) cases.push([`mp.events(${show(v)})`, () => mp.events(v as never), 'options']);
+  cases.push(["mp.on('nope')", () => mp.on('nope' as never, () => undefined), 'nope']);
+  for (const v of [null, 'x']) cases.push([`mp.on('path-state', ${show(v)})`, () => mp.on('path-state', v as never), 'listener']);
+  for (const v of [null, 'x', {}, { sqe: Buffer.alloc(10), name: 'x' }]) cases.push([`mp.ioCommand(${show(v)})`, () => mp.ioCommand(v as never), 'command']);
+  for (const v of [-1, 'x', NaN, 2 ** 31]) cases.push([`mp.ioCommand(timeout ${show(v)})`, () => mp.ioCommand(protocol.flush(1), { timeout: v as never }), 'timeout']);
+  cases.push(['mp.ioCommand(signal {})', () => mp.ioCommand(protocol.flush(1), { signal: notSignal }), 'signal']);
   return cases;
 }
 
@@ -242,7 +257,7 @@ async function outcome(call: Call): Promise<unknown> {
 
 const tables: Array<[string, () => Case[]]> = [
   ['Namespace', () => blockCases('ns', () => ns)],
-  ['MultipathNamespace', () => blockCases('mp', () => mp)],
+  ['MultipathNamespace', () => [...blockCases('mp', () => mp), ...multipathCases()]],
   ['Controller', controllerCases],
   ['protocol command builders', builderCases],
   ['connect, discovery and multipath options', connectCases],

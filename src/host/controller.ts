@@ -512,8 +512,6 @@ export class Controller {
    * closes (after the queued events), and `signal` ends it with the abort reason.
    */
   events(opts?: EventIteratorOptions): ControllerEventIterator {
-    checkOptions('events options', opts);
-    checkSignal('events signal', opts?.signal);
     return this.hub.iterate(opts);
   }
 
