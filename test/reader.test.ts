@@ -634,6 +634,30 @@ describe('PduReader direct data placement', () => {
     expect((out[0] as Extract<Pdu, { type: 6 }>).placed).toBe(true);
   });
 
+  it('a data PDU without data is placed and delivered once, at every split (found by fuzzing)', () => {
+    // C2HData with PLEN = HLEN = 24, PDO 0, DATAL 0 (LAST_PDU set), then a CapsuleResp; with a header digest too.
+    for (const hd of [false, true]) {
+      const empty = build({ type: 7, hlen: 24, flags: 0x04 | (hd ? 1 : 0), hd, fields: [[8, 2, 3], [12, 4, 0], [16, 4, 0]] });
+      expect(empty.length).toBe(hd ? 28 : 24);
+      const stream = Buffer.concat([empty, capsuleResp(5, hd)]);
+      for (const cuts of [[], ...Array.from({ length: stream.length - 1 }, (_, i) => [i + 1])]) {
+        const asked: number[] = [];
+        const r = new PduReader({ role: 'host', hdgst: hd, placeData: (h) => (asked.push(h.cccid, h.datal), Buffer.alloc(h.datal)) });
+        const got: Pdu[] = [];
+        let at = 0;
+        for (const c of [...cuts, stream.length]) {
+          r.feed(stream.subarray(at, c), (p) => got.push(p));
+          at = c;
+        }
+        expect(asked).toEqual([3, 0]);
+        expect(got.map((p) => p.type)).toEqual([PduType.C2HData, PduType.CapsuleResp]);
+        const d = got[0] as Extract<Pdu, { type: 7 }>;
+        expect([d.cccid, d.data.length, d.placed, d.last]).toEqual([3, 0, true, true]);
+        expect(r.buffered).toBe(0);
+      }
+    }
+  });
+
   it('a large PDU header reserves nothing before its bytes arrive', () => {
     // 64 MiB of announced C2H data: with placement the reader holds only the header; without it, what arrived.
     const plen = 24 + 64 * 1024 * 1024;

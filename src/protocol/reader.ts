@@ -324,6 +324,11 @@ export class PduReader {
     return this.placeData !== undefined && ch.type === this.dataType;
   }
 
+  /** Bytes of a placed data PDU read before its payload: up to PDO, or the whole PDU when it carries no data. */
+  private placedHeaderLength(ch: Ch): number {
+    return ch.dataLen > 0 ? ch.dataOff : ch.plen;
+  }
+
   private consume(chunk: Buffer, emit: (pdu: Pdu) => void): void {
     const n = chunk.length;
     let off = 0;
@@ -339,11 +344,12 @@ export class PduReader {
           }
           const ch = this.checkCh(chunk, off);
           if (this.placeable(ch)) {
-            if (left >= ch.dataOff) {
-              this.beginPayload(ch, chunk, off);
-              off += ch.dataOff;
+            const hl = this.placedHeaderLength(ch);
+            if (left >= hl) {
+              off += hl;
+              this.beginPayload(ch, chunk, off - hl, emit);
             } else {
-              this.hdrBuf = Buffer.allocUnsafe(ch.dataOff);
+              this.hdrBuf = Buffer.allocUnsafe(hl);
               chunk.copy(this.hdrBuf, 0, off, n);
               this.held = left;
               this.ch = ch;
@@ -371,10 +377,10 @@ export class PduReader {
           const ch = this.checkCh(this.chBuf, 0);
           this.ch = ch;
           if (this.placeable(ch)) {
-            this.hdrBuf = Buffer.allocUnsafe(ch.dataOff);
+            this.hdrBuf = Buffer.allocUnsafe(this.placedHeaderLength(ch));
             this.chBuf.copy(this.hdrBuf, 0);
             this.stage = Stage.DataHeader;
-            if (ch.dataOff === CH_LENGTH) this.headerDone();
+            if (this.hdrBuf.length === CH_LENGTH) this.headerDone(emit);
           } else if (ch.plen === CH_LENGTH) {
             this.stage = Stage.Idle;
             this.held = 0;
@@ -391,7 +397,7 @@ export class PduReader {
           chunk.copy(hb, this.held, off, off + take);
           this.held += take;
           off += take;
-          if (this.held === hb.length) this.headerDone();
+          if (this.held === hb.length) this.headerDone(emit);
           break;
         }
         case Stage.Payload: {
@@ -442,19 +448,19 @@ export class PduReader {
   }
 
   /** The header of a placed data PDU is complete in hdrBuf. */
-  private headerDone(): void {
+  private headerDone(emit: (pdu: Pdu) => void): void {
     const ch = this.ch!;
     const hb = this.hdrBuf!;
     this.hdrBuf = null;
     this.held = 0;
-    this.beginPayload(ch, hb, 0);
+    this.beginPayload(ch, hb, 0, emit);
   }
 
   /**
    * b[off..off+PDO) holds the header (and padding) of a data PDU being placed: check its digest and fields, ask
-   * for the destination, and move to the payload.
+   * for the destination, and move to the payload (a PDU without data is delivered at once).
    */
-  private beginPayload(ch: Ch, b: Buffer, off: number): void {
+  private beginPayload(ch: Ch, b: Buffer, off: number, emit: (pdu: Pdu) => void): void {
     this.cur = b;
     this.curOff = off;
     this.checkHeaderDigest(b, off, ch);
@@ -474,6 +480,7 @@ export class PduReader {
         ? { type: PduType.C2HData, cccid: header.cccid, datao: header.datao, last: header.last, success: header.success, data, placed: true }
         : { type: PduType.H2CData, cccid: header.cccid, ttag: header.ttag, datao: header.datao, last: header.last, data, placed: true };
     this.stage = Stage.Payload;
+    if (header.datal === 0) this.finishPlaced(emit, false);
   }
 
   private finishPlaced(emit: (pdu: Pdu) => void, digestError: boolean): void {
