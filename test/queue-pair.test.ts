@@ -211,6 +211,24 @@ describe('QueuePair', () => {
     }
   });
 
+  it('a C2HData without data (PLEN 24, DATAL 0) is read once: the short read fails, the queue does not spin', async () => {
+    const { qp, conn } = await open();
+    const p = qp.submit(readCmd(1)).catch((e: unknown) => e);
+    const [c] = await conn.commands(1);
+    const { cid } = cmdInfo(c!);
+    // Written byte by byte from the spec layout: CH (type 7, LAST_PDU, HLEN 24, PDO 0, PLEN 24), CCCID, DATAO 0, DATAL 0.
+    const empty = Buffer.alloc(24);
+    empty.set([0x07, 0x04, 24, 0]);
+    empty.writeUInt32LE(24, 4);
+    empty.writeUInt16LE(cid, 8);
+    conn.sendRaw(empty);
+    conn.respond(cid);
+    const term = await conn.next<TermReqPdu>((x) => x.type === PduType.H2CTermReq);
+    expect(term.fes).toBe(2);
+    expect(await p).toMatchObject({ code: ErrorCode.PROTOCOL });
+    expect(qp.state).toBe('closed');
+  });
+
   it('a successful completion with fewer bytes than asked is a protocol error: TermReq, queue down, never zeros', async () => {
     for (const via of ['capsule', 'c2h-success'] as const) {
       const { qp, conn } = await open();
