@@ -227,4 +227,9 @@ describe('Authentication Send/Receive', () => {
     expect(() => auth.authSend(Buffer.alloc(0))).toThrow(InvalidArgumentError);
     expect(() => auth.authReceive(3)).toThrow(InvalidArgumentError);
   });
+
+  it('parseAuthSqe refuses a buffer shorter than an SQE with NVMEOF_ERR_INVALID_ARGUMENT, not a RangeError (found by fuzzing)', () => {
+    for (const n of [0, 8, 44, 47, 63]) expect(() => auth.parseAuthSqe(Buffer.alloc(n))).toThrow(InvalidArgumentError);
+    expect(() => auth.parseAuthSqe('x' as unknown as Uint8Array)).toThrow(InvalidArgumentError);
+  });
 });

@@ -18,7 +18,7 @@ import { createDiffieHellman, createHash, createHmac, randomBytes, timingSafeEqu
 import { AuthError, InvalidArgumentError, ProtocolError } from '../errors.js';
 import { FABRICS_OPCODE, FabricsType } from './constants.js';
 import type { NvmeCommand } from './commands.js';
-import { encodeSqe, SqeOffset } from './sqe.js';
+import { checkSqeBuffer, encodeSqe, SqeOffset } from './sqe.js';
 import { FFDHE2048_PRIME, FFDHE3072_PRIME, FFDHE4096_PRIME, FFDHE6144_PRIME, FFDHE8192_PRIME } from './ffdhe.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -637,6 +637,7 @@ export function authReceive(length = AUTH_RECEIVE_LENGTH): NvmeCommand {
 
 /** Fields of an Authentication Send/Receive SQE (for the embedded target). */
 export function parseAuthSqe(sqe: Uint8Array): { spsp0: number; spsp1: number; secp: number; length: number } {
+  checkSqeBuffer(sqe, 'parseAuthSqe');
   const b = Buffer.from(sqe.buffer, sqe.byteOffset, sqe.byteLength);
   return { spsp0: b[41]!, spsp1: b[42]!, secp: b[43]!, length: b.readUInt32LE(44) };
 }

@@ -104,7 +104,8 @@ export function describeValue(v: unknown): string {
   return String(v);
 }
 
-function checkSqeBuffer(sqe: Uint8Array, what: string): void {
+/** Implementation detail of the codecs: `sqe` must be a buffer of at least 64 bytes (InvalidArgumentError naming `what`). */
+export function checkSqeBuffer(sqe: Uint8Array, what: string): void {
   if (!(sqe instanceof Uint8Array) || sqe.length < SQE_SIZE) {
     throw new InvalidArgumentError(`${what}: an SQE must be a buffer of at least ${SQE_SIZE} bytes`);
   }
