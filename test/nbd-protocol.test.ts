@@ -79,6 +79,12 @@ describe('nbd handshake codecs', () => {
 });
 
 describe('nbd transmission codecs', () => {
+  it('a request header shorter than 28 bytes is an NbdProtocolError, not a RangeError (found by fuzzing)', () => {
+    const full = nbd.encodeRequest({ flags: 0, type: nbd.NbdCmd.READ, handle: 1n, offset: 0n, length: 512 });
+    for (const n of [0, 3, 4, 27]) expect(() => nbd.decodeRequestHeader(full.subarray(0, n), 4096)).toThrow(NbdProtocolError);
+    expect(nbd.decodeRequestHeader(full, 4096)).toMatchObject({ type: nbd.NbdCmd.READ, handle: 1n, length: 512 });
+  });
+
   it('simple reply: magic 0x67446698, error, handle', () => {
     expect(nbd.encodeSimpleReply(0x0102030405060708n, 22)).toEqual(hex('67446698 00000016 0102030405060708'));
   });

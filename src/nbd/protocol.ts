@@ -362,6 +362,7 @@ export class RequestParser {
 
 /** Decode and check one 28-byte request header. */
 export function decodeRequestHeader(b: Buffer, maxPayload: number): NbdRequest {
+  if (b.length < REQUEST_BYTES) throw new NbdProtocolError(`request header needs ${REQUEST_BYTES} bytes, got ${b.length}`);
   const magic = b.readUInt32BE(0);
   if (magic !== NBD_REQUEST_MAGIC) {
     throw new NbdProtocolError(`request magic 0x${magic.toString(16).padStart(8, '0')} is not NBD_REQUEST_MAGIC (0x${NBD_REQUEST_MAGIC.toString(16)})`);
