@@ -21,6 +21,8 @@ import {
 import { encodeReservationStatus, reservationRegister } from '../src/protocol/reservations.js';
 import { connect as connectCommand, read as readCommand } from '../src/protocol/commands.js';
 import { encodeCqe } from '../src/protocol/cqe.js';
+import { encodeRequest, encodeOptionRequest } from '../src/nbd/protocol.js';
+import { authReceive, authSend, encodeChallenge, encodeFailure, encodeNegotiate, encodeReply, encodeSuccess1, encodeSuccess2 } from '../src/protocol/auth.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -95,3 +97,25 @@ write('capsule', sel(0xc3, Buffer.concat([encodeCqe({ dw0: 0x10001, dw1: 0, sqhd
 write('capsule', sel(4, Buffer.from([0x05, 0x40, 0, 0, 0x02, 0x01, 0, 0])));
 write('capsule', sel(5, Buffer.from([0x02, 0x00, 0x0c, 0x00])));
 write('capsule', sel(6, Buffer.from([0xff, 0x07, 0x01, 0x3c, 0x20, 0x00, 0x00, 0x00, 0x00, 0x04, 0x01, 0x00])));
+
+// NBD: byte 0 picks (0: request stream, byte 1 chunking; 1: option/request header; 2: INFO/GO and meta context data; 3: export name).
+const nbdReq = (type: number, handle: bigint, offset: bigint, length: number): Buffer => encodeRequest({ flags: 0, type, handle, offset, length });
+write('nbd', Buffer.concat([Buffer.from([0, 1]), nbdReq(0, 1n, 0n, 4096), nbdReq(1, 2n, 512n, 16), data(16), nbdReq(3, 3n, 0n, 0), nbdReq(2, 4n, 0n, 0)]));
+write('nbd', Buffer.concat([Buffer.from([0, 3]), nbdReq(6, 5n, 4096n, 8192), nbdReq(7, 6n, 0n, 65536), nbdReq(4, 7n, 0n, 512)]));
+write('nbd', Buffer.concat([Buffer.from([1, 0]), encodeOptionRequest(7, Buffer.concat([Buffer.from([0, 0, 0, 4]), Buffer.from('disk'), Buffer.from([0, 1, 0, 3])]))]));
+write('nbd', Buffer.concat([Buffer.from([2, 0]), Buffer.from([0, 0, 0, 4]), Buffer.from('disk'), Buffer.from([0, 2, 0, 3, 0, 1])]));
+write('nbd', Buffer.concat([Buffer.from([2, 0]), Buffer.from([0, 0, 0, 4]), Buffer.from('disk'), Buffer.from([0, 0, 0, 1, 0, 0, 0, 15]), Buffer.from('base:allocation')]));
+write('nbd', Buffer.concat([Buffer.from([3, 0]), Buffer.from('disk')]));
+
+// DH-HMAC-CHAP: byte 0 picks (0: message, 1: SQE, 2: DHHC-1 secret text).
+write('auth', sel(0, encodeNegotiate({ tid: 1, hashIds: [1, 2, 3], dhgroupIds: [0, 1, 2, 3, 4, 5] })));
+write('auth', sel(0, encodeChallenge({ tid: 1, hashId: 1, dhgroupId: 1, seqnum: 7, challenge: data(32), dhv: data(256) })));
+write('auth', sel(0, encodeReply({ tid: 1, response: data(32), challenge: data(32), seqnum: 9, dhv: data(256) })));
+write('auth', sel(0, encodeSuccess1({ tid: 1, hl: 32, response: data(32) })));
+write('auth', sel(0, encodeSuccess2({ tid: 1 })));
+write('auth', sel(0, encodeFailure({ type: 'failure2', tid: 1, reason: 1, rc: 3 })));
+write('auth', sel(1, authSend(encodeSuccess2({ tid: 1 })).sqe));
+write('auth', sel(1, authReceive().sqe));
+const secret = Buffer.concat([data(32), Buffer.from([0x11, 0x22, 0x33, 0x44])]);
+write('auth', sel(2, Buffer.from(`DHHC-1:00:${secret.toString('base64')}:`)));
+write('auth', sel(2, Buffer.from(`DHHC-1:01:${Buffer.concat([data(48), Buffer.alloc(4)]).toString('base64')}:`)));

@@ -40,6 +40,8 @@ import { decodeCap, decodeCc, decodeCsts, decodeVs } from '../src/protocol/prope
 import { mdtsBytes } from '../src/protocol/identify.js';
 import { toDiscoveryEntry, discoveryEntryKey } from '../src/host/discovery.js';
 import { Namespace } from '../src/host/namespace.js';
+import { parseAuthMessage, parseAuthSqe, parseDhchapKey } from '../src/protocol/auth.js';
+import { RequestParser, decodeOptionHeader, decodeInfoRequest, decodeMetaContextRequest, decodeExportName, decodeRequestHeader } from '../src/nbd/protocol.js';
 
 /** A finding: what the fuzzer reports and saves. */
 export class FuzzFinding extends Error {
@@ -316,8 +318,82 @@ const capsuleTarget: FuzzTarget = {
   },
 };
 
+// ---------------------------------------------------------------------------------------------------------------
+// NBD server: the request stream and the handshake option data a client sends
+
+function nbdStream(stream: Buffer, sizes: number[] | null): { requests: string[]; error: string | null } {
+  const p = new RequestParser(64 * 1024);
+  const requests: string[] = [];
+  let fed = 0;
+  try {
+    for (const n of sizes ?? [stream.length]) {
+      const out = p.push(stream.subarray(fed, fed + n));
+      fed += n;
+      for (const r of out) requests.push(touch({ ...r, data: r.data?.toString('hex') }));
+      if (p.buffered > fed) throw new FuzzFinding(`NBD parser holds ${p.buffered} bytes after ${fed} were fed`);
+    }
+  } catch (err) {
+    if (err instanceof NvmeofError) return { requests, error: describeError(err) };
+    throw err;
+  }
+  return { requests, error: null };
+}
+
+const nbdTarget: FuzzTarget = {
+  name: 'nbd',
+  description: 'NBD server parsing: the transmission request stream (whole against chunked, byte 1 picks the chunking) and the handshake option header, NBD_OPT_INFO/GO, meta context and export name data (byte 0 picks)',
+  run(data) {
+    if (data.length < 2) return;
+    const b = data.subarray(2);
+    switch (data[0]! % 4) {
+      case 0: {
+        const whole = nbdStream(b, null);
+        const cut = nbdStream(b, chunkSizes(data[1]!, b.length));
+        // RequestParser.push() throws without the requests the chunk completed before a bad header (the server then
+        // closes the connection, so none of them is answered): with an error, the whole read may hold fewer.
+        const same = whole.error === null ? whole.requests.join('\n') === cut.requests.join('\n') : whole.requests.every((r, i) => r === cut.requests[i]);
+        if (whole.error !== cut.error || !same) {
+          throw new FuzzFinding(`chunking changed the NBD requests: whole ${whole.requests.length}, error ${String(whole.error)}; chunked ${cut.requests.length}, error ${String(cut.error)}`);
+        }
+        break;
+      }
+      case 1: touch(typed(() => decodeOptionHeader(b))); touch(typed(() => decodeRequestHeader(b, 64 * 1024))); break;
+      case 2: touch(typed(() => decodeInfoRequest(b))); touch(typed(() => decodeMetaContextRequest(b))); break;
+      default: touch(typed(() => decodeExportName(b))); break;
+    }
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+// DH-HMAC-CHAP: authentication messages from the peer, the Authentication Send/Receive SQE, secrets from options
+
+const authTarget: FuzzTarget = {
+  name: 'auth',
+  description: 'DH-HMAC-CHAP: authentication messages (either side), the Authentication Send/Receive SQE fields, and DHHC-1 secrets, whose errors must never contain the secret (byte 0 picks)',
+  run(data) {
+    if (data.length < 1) return;
+    const b = data.subarray(1);
+    switch (data[0]! % 3) {
+      case 0: touch(typed(() => parseAuthMessage(b))); break;
+      case 1: touch(typed(() => parseAuthSqe(b))); break;
+      default: {
+        const text = b.toString('latin1');
+        try {
+          parseDhchapKey(text);
+        } catch (err) {
+          if (!(err instanceof NvmeofError)) throw err;
+          // The part after DHHC-1:HH: is the secret; no error may carry it (or the whole text).
+          const secret = /^DHHC-1:\d\d:([^:]*)/.exec(text.trim())?.[1] ?? text.trim();
+          if (secret.length >= 8 && err.message.includes(secret)) throw new FuzzFinding('a DH-HMAC-CHAP secret appears in an error message');
+        }
+        break;
+      }
+    }
+  },
+};
+
 /** Every target, by name. */
-export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget, capsuleTarget];
+export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget, capsuleTarget, nbdTarget, authTarget];
 
 export function findTarget(name: string): FuzzTarget {
   const t = targets.find((x) => x.name === name);
