@@ -1,10 +1,11 @@
 /**
  * Streaming NVMe/TCP PDU reader: socket chunks in, validated PDUs out.
  *
- * Buffering: a PDU that lies within one chunk is decoded in place (its SQE/CQE/data are
- * subarrays of that chunk). A PDU that spans chunks is copied once, as its bytes arrive, into a
- * buffer of exactly PLEN bytes allocated after its common header has been validated; nothing is
- * ever concatenated per chunk. At most one partial PDU is held.
+ * Buffering: with `placeData`, a data PDU's payload is copied from each chunk straight into the
+ * buffer the callback names (direct data placement); only its header is held. Any other PDU that
+ * lies within one chunk is decoded in place (its SQE/CQE/data are subarrays of that chunk); one that
+ * spans chunks is held as copies of the parts that arrived (never PLEN bytes reserved up front) and
+ * joined once when complete. At most one partial PDU is held.
  *
  * Validation: the 8-byte common header is checked before anything is buffered for the rest of
  * the PDU, in the order the fields appear (PDU-Type, FLAGS, HLEN, PDO, PLEN), so a failure carries
