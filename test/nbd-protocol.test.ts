@@ -155,6 +155,26 @@ describe('nbd transmission codecs', () => {
     expect(p.buffered).toBe(2);
   });
 
+  it('request parser: the requests before a malformed one in the same chunk are returned, then the parser fails', () => {
+    const bad = hex('25609514 0000 0000 0000000000000001 0000000000000000 00000200');
+    for (let cut = 0; cut <= stream.length; cut++) {
+      // However TCP splits it, the well-formed requests come out and the bad one fails the parser.
+      const p = new nbd.RequestParser(1 << 20);
+      const got = [...p.push(stream.subarray(0, cut))];
+      const rest = Buffer.concat([stream.subarray(cut), bad]);
+      try {
+        got.push(...p.push(rest));
+      } catch (err) {
+        // Nothing complete came before the bad request in this chunk: then push throws at once.
+        expect(cut).toBe(stream.length);
+        expect(err).toBe(p.error);
+      }
+      expect(got, `cut at ${cut}`).toEqual(expected);
+      expect(p.error?.code).toBe('NVMEOF_ERR_NBD_PROTOCOL');
+      expect(() => p.push(Buffer.alloc(0))).toThrow(/magic 0x25609514/);
+    }
+  });
+
   it('request parser: bad magic and oversize write throw NbdProtocolError, and the parser stays failed', () => {
     const p = new nbd.RequestParser(1 << 20);
     expect(() => p.push(hex('25609514 0000 0000 0000000000000001 0000000000000000 00000200'))).toThrow(/magic 0x25609514/);

@@ -307,7 +307,16 @@ export class RequestParser {
     return this.pendingBytes === 0 && this.header === undefined;
   }
 
-  /** Add bytes; returns the requests they complete, in order. */
+  /** The protocol error that failed this parser (bad magic, oversize request), or undefined. */
+  get error(): NbdProtocolError | undefined {
+    return this.failed;
+  }
+
+  /**
+   * Add bytes; returns the requests they complete, in order. A request that breaks the protocol fails the parser:
+   * the requests completed before it in the same chunk are still returned (so what runs does not depend on how
+   * TCP split the stream) and `error` is set; with none, the error is thrown. Every later push throws it.
+   */
   push(chunk: Buffer): NbdRequestWithData[] {
     if (this.failed) throw this.failed;
     if (chunk.length) {
@@ -330,7 +339,7 @@ export class RequestParser {
       }
     } catch (err) {
       this.failed = err as NbdProtocolError;
-      throw err;
+      if (out.length === 0) throw err;
     }
     return out;
   }

@@ -370,7 +370,10 @@ class NbdConnection {
     try {
       if (this.phase === 'transmission' || this.phase === 'closing') {
         if (this.phase === 'closing') return;
-        this.requests(this.parser!.push(chunk));
+        const parser = this.parser!;
+        this.requests(parser.push(chunk));
+        // The requests before a malformed one run; then the connection closes.
+        if (parser.error) this.fail(parser.error.message);
         return;
       }
       if (this.phase === 'closed' || this.phase === 'tls') return;
