@@ -119,3 +119,13 @@ write('auth', sel(1, authReceive().sqe));
 const secret = Buffer.concat([data(32), Buffer.from([0x11, 0x22, 0x33, 0x44])]);
 write('auth', sel(2, Buffer.from(`DHHC-1:00:${secret.toString('base64')}:`)));
 write('auth', sel(2, Buffer.from(`DHHC-1:01:${Buffer.concat([data(48), Buffer.alloc(4)]).toString('base64')}:`)));
+
+// nvmeof serve: byte 0 picks (0 controller body, 1 discovery body, 2 multipath body, 3 config file, 4 --listen).
+const json = (v: unknown): Buffer => Buffer.from(JSON.stringify(v));
+write('serve', sel(0, json({ traddr: '127.0.0.1', trsvcid: 4420, subnqn: 'nqn.2016-06.io.spdk:cnode1', hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:6c2f7a0e-3b1d-4c8e-9f00-1a2b3c4d5e6f', kato: 5000, ioQueues: 2, headerDigest: true, reconnectDelay: 1000, ctrlLossTimeout: -1 })));
+write('serve', sel(0, json({ traddr: '127.0.0.1', subnqn: 'nqn.2016-06.io.spdk:cnode1', dhchap: { secret: `DHHC-1:01:${Buffer.concat([data(32), Buffer.alloc(4)]).toString('base64')}:`, hashes: ['sha256'], dhgroups: ['null', 'ffdhe2048'] } })));
+write('serve', sel(1, json({ traddr: '127.0.0.1', trsvcid: 8009, connect: true, include: [{ subnqn: 'nqn.2016-06.io.spdk:cnode1' }], exclude: [{ traddr: '10.0.0.1' }] })));
+write('serve', sel(2, json({ subnqn: 'nqn.2016-06.io.spdk:cnode1', nsid: 1, policy: 'round-robin', paths: [{ traddr: '127.0.0.1', trsvcid: 4420 }, { traddr: '127.0.0.1', trsvcid: 4421 }] })));
+write('serve', sel(3, json({ controllers: [{ traddr: '127.0.0.1', subnqn: 'nqn.2016-06.io.spdk:cnode1' }], discovery: [{ traddr: '127.0.0.1' }], multipath: [] })));
+write('serve', sel(4, Buffer.from('tcp:127.0.0.1:8080')));
+write('serve', sel(4, Buffer.from('unix:/run/nvmeof.sock')));

@@ -42,6 +42,8 @@ import { toDiscoveryEntry, discoveryEntryKey } from '../src/host/discovery.js';
 import { Namespace } from '../src/host/namespace.js';
 import { parseAuthMessage, parseAuthSqe, parseDhchapKey } from '../src/protocol/auth.js';
 import { RequestParser, decodeOptionHeader, decodeInfoRequest, decodeMetaContextRequest, decodeExportName, decodeRequestHeader } from '../src/nbd/protocol.js';
+import { parseConfig, parseControllerSpec, parseDiscoverySpec, parseMultipathSpec } from '../src/serve/validate.js';
+import { parseListen } from '../src/serve/http.js';
 
 /** A finding: what the fuzzer reports and saves. */
 export class FuzzFinding extends Error {
@@ -331,6 +333,7 @@ function nbdStream(stream: Buffer, sizes: number[] | null): { requests: string[]
       fed += n;
       for (const r of out) requests.push(touch({ ...r, data: r.data?.toString('hex') }));
       if (p.buffered > fed) throw new FuzzFinding(`NBD parser holds ${p.buffered} bytes after ${fed} were fed`);
+      if (p.error) return { requests, error: describeError(p.error) };
     }
   } catch (err) {
     if (err instanceof NvmeofError) return { requests, error: describeError(err) };
@@ -349,9 +352,9 @@ const nbdTarget: FuzzTarget = {
       case 0: {
         const whole = nbdStream(b, null);
         const cut = nbdStream(b, chunkSizes(data[1]!, b.length));
-        // RequestParser.push() throws without the requests the chunk completed before a bad header (the server then
-        // closes the connection, so none of them is answered): with an error, the whole read may hold fewer.
-        const same = whole.error === null ? whole.requests.join('\n') === cut.requests.join('\n') : whole.requests.every((r, i) => r === cut.requests[i]);
+        // The requests before a bad header come out however the stream is chunked (push() returns them and sets
+        // error), so the whole and the chunked read agree exactly, error included.
+        const same = whole.requests.join('\n') === cut.requests.join('\n');
         if (whole.error !== cut.error || !same) {
           throw new FuzzFinding(`chunking changed the NBD requests: whole ${whole.requests.length}, error ${String(whole.error)}; chunked ${cut.requests.length}, error ${String(cut.error)}`);
         }
@@ -393,7 +396,61 @@ const authTarget: FuzzTarget = {
 };
 
 /** Every target, by name. */
-export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget, capsuleTarget, nbdTarget, authTarget];
+// ---------------------------------------------------------------------------------------------------------------
+// nvmeof serve: what an HTTP client or a config file hands the daemon
+
+/** Input bytes as the daemon would see them: JSON when they parse as JSON, else the text itself. */
+function jsonish(b: Buffer): unknown {
+  const text = b.toString('utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+const serveTarget: FuzzTarget = {
+  name: 'serve',
+  description: "nvmeof serve request handling: controller, discovery and multipath bodies, the config file and --listen, whose errors must be typed and never echo a dhchap secret (byte 0 picks)",
+  run(data) {
+    if (data.length < 1) return;
+    const b = data.subarray(1);
+    const body = jsonish(b);
+    const check = (fn: () => unknown, secretBearing = true) => {
+      try {
+        touch(fn());
+      } catch (err) {
+        if (!(err instanceof NvmeofError)) throw err;
+        if (!secretBearing) return;
+        const secret = (body as { dhchap?: { secret?: unknown } } | null)?.dhchap?.secret;
+        if (typeof secret === 'string' && secret.length >= 8 && err.message.includes(secret)) {
+          throw new FuzzFinding('a serve error message echoes the dhchap secret');
+        }
+      }
+    };
+    switch (data[0]! % 5) {
+      case 0: check(() => parseControllerSpec(body)); break;
+      case 1: check(() => parseDiscoverySpec(body)); break;
+      case 2: check(() => parseMultipathSpec(body)); break;
+      case 3: {
+        const text = b.toString('utf8');
+        const config = jsonish(b) as { controllers?: { dhchap?: { secret?: unknown } }[] } | null;
+        const secret = Array.isArray(config?.controllers) ? config.controllers[0]?.dhchap?.secret : undefined;
+        try {
+          touch(parseConfig(text));
+        } catch (err) {
+          if (!(err instanceof NvmeofError)) throw err;
+          if (typeof secret === 'string' && secret.length >= 8 && err.message.includes(secret)) throw new FuzzFinding('a serve config error echoes a dhchap secret');
+        }
+        break;
+      }
+      // --listen is not secret-bearing: its errors may quote what was given.
+      default: check(() => parseListen(b.toString('utf8')), false); break;
+    }
+  },
+};
+
+export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget, capsuleTarget, nbdTarget, authTarget, serveTarget];
 
 export function findTarget(name: string): FuzzTarget {
   const t = targets.find((x) => x.name === name);
