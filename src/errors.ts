@@ -50,6 +50,8 @@ export const ErrorCode = {
   UNAUTHORIZED: 'NVMEOF_ERR_UNAUTHORIZED',
   /** `nvmeof serve`: an unexpected failure inside the daemon (HTTP 500); the daemon logs it. */
   INTERNAL: 'NVMEOF_ERR_INTERNAL',
+  /** The TLS 1.3 handshake or record layer failed (wrong key, alert, cipher or version not acceptable; see `TlsError`). */
+  TLS: 'NVMEOF_ERR_TLS',
 } as const;
 
 /** One of the {@link ErrorCode} strings. */
@@ -324,6 +326,19 @@ export class AuthError extends NvmeofError {
     this.side = side;
     this.reason = o.reason;
     this.qid = o.qid;
+  }
+}
+
+/**
+ * The TLS channel of a queue failed (`NVMEOF_ERR_TLS`): the handshake (wrong key, an alert from the target, a cipher
+ * suite or version the host does not accept) or the record layer afterwards. The message never contains key bytes.
+ */
+export class TlsError extends NvmeofError {
+  /** The TLS alert description received from the peer (RFC 8446 6), if the peer sent one. */
+  readonly alert: number | undefined;
+  constructor(message: string, o: { alert?: number } & NvmeofErrorOptions = {}) {
+    super(ErrorCode.TLS, message, o);
+    this.alert = o.alert;
   }
 }
 
