@@ -21,6 +21,8 @@ export { type ReadLogOptions } from './host/controller.js';
 export { type ControllerSecurity } from './host/controller.js';
 export { parseDhchapOptions, type DhchapOptions, type AuthenticationInfo, type DhchapCredentials } from './host/auth.js';
 export { parseDhchapKey, DhchapKey, type DhchapHash, type DhchapGroup } from './protocol/auth.js';
+export type { TlsOptions, TlsInfo } from './host/tls.js';
+export { parseTlsKey, formatTlsKey, deriveTlsCredentials, type TlsInterchangeKey, type TlsPskCredentials, type TlsPskHash, type TlsIdentityVersion, type TlsPskDerivation } from './protocol/tls-psk.js';
 export { AsyncEventType, AsyncEventConfig, NoticeEvent, decodeAsyncEvent, asyncEventName, type AsyncEventInfo } from './protocol/async-events.js';
 export type { AsyncEventStatus } from './host/aer.js';
 export type { BoundedEventIterator } from './event-channel.js';

@@ -34,6 +34,8 @@ import { abortError, checkBoolean, checkInteger, checkOptions, checkSignal, MAX_
 import { resolveHostIdentity, type HostIdentity } from './identity.js';
 import { authenticate, parseDhchapOptions, type AuthenticationInfo, type DhchapCredentials, type DhchapOptions } from './auth.js';
 import { Namespace } from './namespace.js';
+import { tlsCredentials, type TlsInfo, type TlsOptions } from './tls.js';
+import type { TlsPskCredentials } from '../protocol/tls-psk.js';
 import { AnaTracker, readAnaLog, type AnaDiff, type AnaRefreshReason } from './ana.js';
 import { anaStateFromPathStatus, type AnaStateName } from '../protocol/ana.js';
 import { AsyncEventEngine, type AsyncEventStatus } from './aer.js';
@@ -93,6 +95,11 @@ export interface ConnectOptions {
    * authentication (AUTHREQ.ATR); a controller that does not ask is not authenticated.
    */
   dhchap?: DhchapOptions;
+  /**
+   * TLS 1.3 with a pre-shared key: every queue runs a TLS handshake right after TCP connect, before ICReq, and all
+   * PDUs travel inside it. Failures are NVMEOF_ERR_TLS.
+   */
+  tls?: TlsOptions;
   signal?: AbortSignal;
 }
 
@@ -100,7 +107,12 @@ export interface ConnectOptions {
 export interface ControllerSecurity {
   /** Set when the admin queue was authenticated with DH-HMAC-CHAP (by the last transaction on it). */
   authentication?: AuthenticationInfo;
+  /** Set when the queues run over TLS: what the admin queue's handshake negotiated. */
+  tls?: TlsInfo;
 }
+
+/** TLS identity and PSK per controller, kept out of the object so that printing a controller shows no key. */
+const tlsSecrets = new WeakMap<Controller, TlsPskCredentials>();
 
 /** Options for {@link Controller.readLog}. */
 export interface ReadLogOptions {
@@ -216,7 +228,9 @@ export class Controller {
     const credentials = opts.dhchap === undefined ? undefined : parseDhchapOptions(opts.dhchap);
     if (opts.signal?.aborted) throw abortError(opts.signal);
     const id = resolveHostIdentity({ hostnqn: opts.hostnqn, hostid: opts.hostid });
-    const ctrl = new Controller(opts, id, credentials);
+    const tls = opts.tls === undefined ? undefined : tlsCredentials(opts.tls, id.hostnqn, opts.subnqn);
+    const ctrl = new Controller({ ...opts, tls: undefined }, id, credentials);
+    if (tls) tlsSecrets.set(ctrl, tls);
     try {
       await ctrl.bringUp();
     } catch (err) {
@@ -313,6 +327,7 @@ export class Controller {
       // A C2HData PDU never carries more than one command's transfer; allow headroom for admin reads (log pages).
       maxC2HData: Math.max(this.opts.maxTransferSize ?? DEFAULT_MAX_TRANSFER, DEFAULT_MAX_TRANSFER),
       signal: this.opts.signal,
+      tls: tlsSecrets.get(this),
     };
   }
 
@@ -362,9 +377,13 @@ export class Controller {
     });
   }
 
-  /** How the association is secured: the DH-HMAC-CHAP hash, group and direction of the admin queue's last transaction. */
+  /** How the association is secured: the DH-HMAC-CHAP hash, group and direction of the admin queue's last transaction, and the TLS channel. */
   get security(): ControllerSecurity {
-    return this.authInfo === undefined ? {} : { authentication: { ...this.authInfo } };
+    const t = this.admin?.tls;
+    return {
+      ...(this.authInfo === undefined ? {} : { authentication: { ...this.authInfo } }),
+      ...(t ? { tls: { protocol: t.protocol, cipher: t.cipher, identity: t.identity } } : {}),
+    };
   }
 
   /**

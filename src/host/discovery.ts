@@ -23,6 +23,7 @@ import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
 import { abortError, checkSignal, MAX_TIMER_MS } from '../util.js';
 import { connect, type ConnectOptions, type Controller } from './controller.js';
 import type { DhchapOptions } from './auth.js';
+import type { TlsOptions } from './tls.js';
 import { EventChannel, type BoundedEventIterator } from '../event-channel.js';
 import type { DistributiveOmit } from './events.js';
 import { protocolError } from '../protocol/pdu.js';
@@ -194,6 +195,8 @@ export interface DiscoverOptions {
   commandTimeout?: number;
   headerDigest?: boolean;
   dataDigest?: boolean;
+  /** TLS 1.3 with a PSK on the connection to each discovery controller (see ConnectOptions.tls). */
+  tls?: TlsOptions;
   /** Follow referral entries to other discovery controllers; `maxDepth` bounds the chain (default 8). Default false. */
   followReferrals?: boolean | { maxDepth?: number };
   /** Re-reads of a log whose GENCTR moved, per controller. Default 10. */
@@ -252,6 +255,7 @@ function connectOptions(o: DiscoverOptions | WatchDiscoveryOptions, at: { host: 
     dataDigest: o.dataDigest,
     connectTimeout: o.connectTimeout,
     commandTimeout: o.commandTimeout,
+    tls: o.tls,
     events,
     signal: o.signal,
     ...(o.dhchap === undefined ? {} : { dhchap: o.dhchap }),
@@ -351,6 +355,8 @@ export interface WatchDiscoveryOptions {
   subnqn?: string;
   /** Keep Alive Timeout in ms for the persistent connection. Default 30000. */
   kato?: number;
+  /** TLS 1.3 with a PSK (see ConnectOptions.tls). */
+  tls?: TlsOptions;
   connectTimeout?: number;
   commandTimeout?: number;
   headerDigest?: boolean;

@@ -5,7 +5,6 @@
  * QueuePair (host) and the embedded target's TargetConnection (controller) each compose one.
  */
 import { Buffer } from 'node:buffer';
-import type * as net from 'node:net';
 import { ProtocolError } from '../errors.js';
 import { encodePdu, PduType, TermReqFes, type EncodeOptions, type Pdu } from '../protocol/pdu.js';
 import { PduReader, type PduReaderOptions } from '../protocol/reader.js';
@@ -15,9 +14,18 @@ const EMPTY = Buffer.alloc(0);
 /** Thrown from the PDU handler to stop reading a chunk once the stream is stopped; never escapes receive(). */
 const STOPPED = new Error('pdu stream stopped');
 
+/** What a PduStream writes to: a TCP socket, or a TLS stream over one. */
+export interface PduSocket {
+  write(chunk: Uint8Array): boolean;
+  cork(): void;
+  uncork(): void;
+  end(): unknown;
+  readonly destroyed: boolean;
+}
+
 /** Options of a PduStream. */
 export interface PduStreamOptions {
-  socket: net.Socket;
+  socket: PduSocket;
   /** The reader's options (its role decides which TermReq this side sends). */
   reader: PduReaderOptions;
   /** Handles one PDU, as the reader completes it. A ProtocolError thrown here is fatal (see onFatal). */
@@ -39,7 +47,7 @@ export class PduStream {
   readonly reader: PduReader;
   /** Digests and data alignment of what this side sends (after IC negotiation). */
   encodeOpts: EncodeOptions = { hdgst: false, ddgst: false };
-  private readonly socket: net.Socket;
+  private readonly socket: PduSocket;
   private readonly termType: typeof PduType.H2CTermReq | typeof PduType.C2HTermReq;
   private readonly onPdu: (pdu: Pdu) => void;
   private readonly onFatal: (err: Error) => void;

@@ -21,10 +21,12 @@ import {
   InvalidStateError,
   TerminatedError,
   TimeoutError,
+  TlsError,
 } from '../errors.js';
 import { PduField, PduType, protocolError, type Pdu } from '../protocol/pdu.js';
 import { type DataPduHeader } from '../protocol/reader.js';
 import { PduStream } from './pdu-stream.js';
+import { tlsConnect, TlsSocket, type TlsClientOptions, type TlsSessionInfo } from './tls13/client.js';
 import { setCid } from '../protocol/sqe.js';
 import { writeSgl, inCapsuleSgl, transportSgl } from '../protocol/sgl.js';
 import { decodeCqe, cqeOk, type Cqe } from '../protocol/cqe.js';
@@ -73,6 +75,11 @@ export interface QueuePairOptions {
   signal?: AbortSignal;
   /** Use this connected socket instead of opening one (tests). */
   socket?: net.Socket;
+  /**
+   * Run a TLS 1.3 handshake with this PSK on the new connection before ICReq; ICReq and every PDU then travel inside
+   * TLS (NVMe/TCP secure channel). Failures are TlsError (NVMEOF_ERR_TLS).
+   */
+  tls?: Pick<TlsClientOptions, 'identity' | 'psk' | 'hash'>;
 }
 
 /** Per-command options of `submit()`, `adminCommand()` and `ioCommand()`. */
@@ -183,7 +190,9 @@ export class QueuePair {
   inCapsuleBytes: number;
 
   private _state: QueuePairState = 'connecting';
-  private readonly socket: net.Socket;
+  private readonly socket: net.Socket | TlsSocket;
+  /** What the TLS handshake negotiated, when the queue runs over TLS. */
+  readonly tls: TlsSessionInfo | undefined;
   private readonly depth: number;
   private readonly slotBits: number;
   private readonly slots: (Entry | undefined)[];
@@ -207,7 +216,7 @@ export class QueuePair {
   private drainWaiters: (() => void)[] = [];
   private readonly closeListeners: ((err: Error | undefined) => void)[] = [];
 
-  private constructor(opts: QueuePairOptions, socket: net.Socket) {
+  private constructor(opts: QueuePairOptions, socket: net.Socket | TlsSocket) {
     this.qid = opts.qid;
     this.host = opts.host;
     this.port = opts.port;
@@ -222,6 +231,7 @@ export class QueuePair {
     this.freeSlots = [];
     for (let i = opts.depth - 1; i >= 0; i--) this.freeSlots.push(i);
     this.socket = socket;
+    this.tls = socket instanceof TlsSocket ? socket.info : undefined;
     this.stream = new PduStream({
       socket,
       reader: { role: 'host', maxDataLength: opts.maxC2HData ?? 4 * 1024 * 1024, placeData: (h) => this.placeC2HData(h) },
@@ -234,7 +244,7 @@ export class QueuePair {
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.stream.receive(chunk));
-    socket.on('error', (err) => this.destroy(new ConnectionClosedError(`queue ${this.qid}: socket error: ${err.message}`, { cause: err })));
+    socket.on('error', (err: Error) => this.destroy(err instanceof TlsError ? err : new ConnectionClosedError(`queue ${this.qid}: socket error: ${err.message}`, { cause: err })));
     socket.on('close', () => {
       if (this._state !== 'closed') this.destroy(new ConnectionClosedError(`queue ${this.qid}: connection closed by the controller`));
       this.resolveClosed();
@@ -248,7 +258,8 @@ export class QueuePair {
     }
     const timeoutMs = opts.connectTimeout ?? 10_000;
     opts.signal?.throwIfAborted?.();
-    const socket = opts.socket ?? (await connectSocket(opts.host, opts.port, timeoutMs, opts.signal));
+    const tcp = opts.socket ?? (await connectSocket(opts.host, opts.port, timeoutMs, opts.signal));
+    const socket = opts.tls ? await tlsConnect(tcp, { ...opts.tls, timeoutMs, signal: opts.signal, peer: `${opts.host}:${opts.port} (queue ${opts.qid})` }) : tcp;
     const qp = new QueuePair(opts, socket);
     try {
       await qp.negotiate(opts, timeoutMs);
