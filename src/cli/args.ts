@@ -196,7 +196,41 @@ export const TARGET_OPTIONS: OptionSpecs = {
   'queue-size': { type: 'string', short: 'Q', arg: 'N', help: 'commands in flight per I/O queue', def: '128' },
   timeout: { type: 'string', arg: 'MS', help: 'per-command timeout in milliseconds', def: '30000' },
   ...DHCHAP_OPTIONS,
+  ...tlsOptions(),
 };
+
+/** TLS 1.3 with a pre-shared key, as nvme-cli names the flags (plus --tls-key-file). */
+function tlsOptions(): OptionSpecs {
+  return {
+    tls: { type: 'boolean', help: 'run every queue over TLS 1.3 with a PSK (needs --tls-key or --tls-key-file)' },
+    'tls-key': { type: 'string', arg: 'KEY', help: 'configured PSK NVMeTLSkey-1:HH:<base64>: (implies --tls)' },
+    'tls-key-file': { type: 'string', arg: 'FILE', help: 'read the configured PSK from FILE (implies --tls)' },
+    'tls-identity': { type: 'string', arg: '0|1', help: 'PSK identity format: 0 "NVMe0R0H host subsys" or 1 with the PSK digest', def: '0' },
+  };
+}
+
+/** `tls` connect options from --tls, --tls-key / --tls-key-file and --tls-identity. Never echoes the key. */
+export function tlsFlags(v: Values): Pick<ConnectOptions, 'tls'> {
+  const inline = v.str('tls-key');
+  const file = v.str('tls-key-file');
+  const identity = v.str('tls-identity');
+  if (inline !== undefined && file !== undefined) throw new UsageError('give either --tls-key or --tls-key-file, not both', v.command);
+  if (inline === undefined && file === undefined) {
+    if (v.flag('tls')) throw new UsageError('--tls needs the PSK: --tls-key KEY or --tls-key-file FILE', v.command);
+    if (identity !== undefined) throw new UsageError('--tls-identity needs --tls-key or --tls-key-file', v.command);
+    return {};
+  }
+  let key = inline;
+  if (file !== undefined) {
+    try {
+      key = readFileSync(file, 'utf8').trim();
+    } catch (e) {
+      throw new UsageError(`cannot read --tls-key-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, v.command);
+    }
+  }
+  if (identity !== undefined && identity !== '0' && identity !== '1') throw new UsageError(`--tls-identity must be 0 or 1, got "${identity}"`, v.command);
+  return { tls: { key: key!, identity: identity === '1' ? 'v1' : 'v0' } };
+}
 
 /** Connection flags of discovery controllers (no I/O queues, no keep-alive). */
 export const DISCOVERY_OPTIONS: OptionSpecs = {
@@ -210,6 +244,7 @@ export const DISCOVERY_OPTIONS: OptionSpecs = {
   'data-digest': TARGET_OPTIONS['data-digest']!,
   timeout: TARGET_OPTIONS.timeout!,
   ...DHCHAP_OPTIONS,
+  ...tlsOptions(),
 };
 
 /** Reconnect timers (monitor). */
@@ -364,6 +399,7 @@ export function connectFlags(v: Values, defaults: { ioQueues?: number; events?: 
   if (defaults.events !== undefined) o.events = defaults.events;
   const dhchap = dhchapFlags(v);
   if (dhchap !== undefined) o.dhchap = dhchap;
+  Object.assign(o, tlsFlags(v));
   return o;
 }
 
@@ -371,9 +407,9 @@ export function connectFlags(v: Values, defaults: { ioQueues?: number; events?: 
  * Options for a discovery controller from the connection flags: host identity, digests, command timeout, and the
  * subsystem NQN from -n unless `nqn: false` (where -n names the NVM subsystem to look for instead).
  */
-export function discoveryFlags(v: Values, o: { nqn?: boolean } = {}): Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout' | 'dhchap'> & { subnqn?: string } {
+export function discoveryFlags(v: Values, o: { nqn?: boolean } = {}): Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout' | 'dhchap' | 'tls'> & { subnqn?: string } {
   checkTransport(v);
-  const out: Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout' | 'dhchap'> & { subnqn?: string } = hostOptions(v);
+  const out: Pick<ConnectOptions, 'hostnqn' | 'hostid' | 'headerDigest' | 'dataDigest' | 'commandTimeout' | 'dhchap' | 'tls'> & { subnqn?: string } = { ...hostOptions(v), ...tlsFlags(v) };
   const dhchap = dhchapFlags(v);
   if (dhchap !== undefined) out.dhchap = dhchap;
   const nqn = v.str('nqn');

@@ -63,7 +63,7 @@ export const ExitCode = {
   STATUS: 1,
   /** Bad usage: unknown command or option, missing or invalid value, invalid argument. */
   USAGE: 2,
-  /** Could not connect: refused, unreachable, closed or timed out while connecting, no path. */
+  /** Could not connect: refused, unreachable, closed or timed out while connecting, no path, TLS handshake failed. */
   CONNECT: 3,
   /** A protocol error or anything else. */
   OTHER: 4,
@@ -96,6 +96,7 @@ export function exitCodeOf(err: unknown): number {
     case ErrorCode.CONNECTION_FAILED:
     case ErrorCode.NO_PATH:
     case ErrorCode.AUTH:
+    case ErrorCode.TLS:
       return ExitCode.CONNECT;
     case ErrorCode.CONNECTION_CLOSED:
     case ErrorCode.TIMEOUT:
