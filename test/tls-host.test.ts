@@ -13,6 +13,7 @@ import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/cli.js';
 import { discover, ErrorCode } from '../src/index.js';
+import { openMultipath } from '../src/multipath/index.js';
 import { DISCOVERY_NQN } from '../src/protocol/nqn.js';
 import { deriveTlsCredentials, formatTlsKey, parseTlsKey, type TlsIdentityVersion, type TlsPskDerivation } from '../src/protocol/tls-psk.js';
 import { HOSTNQN, SUBNQN, TargetEnv } from './helpers/target-env.js';
@@ -121,6 +122,38 @@ describe('connect({ tls })', () => {
     const res = await discover({ host: '127.0.0.1', port: t.port, hostnqn: HOSTNQN, tls: { key: KEY } });
     expect(res.entries.map((e) => e.subnqn)).toContain(SUBNQN);
     expect(t.sessions[0]?.identity).toBe(`NVMe0R01 ${HOSTNQN} ${DISCOVERY_NQN}`);
+  });
+});
+
+describe('multipath over TLS', () => {
+  it('openMultipath({ tls }) runs both paths over TLS, with verified I/O', async () => {
+    const t = await terminator(creds());
+    const t2 = await startTlsTerminator({ backendPort: env.port.port, keys: creds() });
+    try {
+      const m = await openMultipath({
+        subnqn: SUBNQN,
+        nsid: 1,
+        hostnqn: HOSTNQN,
+        paths: [
+          { host: '127.0.0.1', port: t.port },
+          { host: '127.0.0.1', port: t2.port },
+        ],
+        ioQueues: 1,
+        tls: { key: KEY },
+      });
+      try {
+        const data = randomBytes(64 * 512);
+        await m.write(100n, data);
+        expect(Buffer.compare(await m.read(100n, 64), data)).toBe(0);
+        expect(t.sessions.length).toBeGreaterThanOrEqual(2);
+        expect(t2.sessions.length).toBeGreaterThanOrEqual(2);
+        expect([...t.sessions, ...t2.sessions].every((x) => x.protocol === 'TLSv1.3' && x.identity === `NVMe0R01 ${HOSTNQN} ${SUBNQN}`)).toBe(true);
+      } finally {
+        await m.close();
+      }
+    } finally {
+      await t2.close();
+    }
   });
 });
 
