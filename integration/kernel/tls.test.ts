@@ -2,7 +2,9 @@
  * NVMe/TCP with TLS on the Linux kernel target (Linux 7.x nvmet, the 'kernel' project only): a port with addr_tsas
  * tls1.3, the handshake served by tlshd (Debian ktls-utils) in the busybox guest, the PSK in the kernel's .nvme
  * keyring. The library's host has no TLS yet, so these tests use node:tls with an external PSK as the host side and
- * send an NVMe/TCP ICReq inside the TLS session: they prove the target half that the host's TLS tests will use.
+ * send an NVMe/TCP ICReq inside the TLS session (the target half alone); then the library's host (connect({ tls }),
+ * its own TLS 1.3 client) brings up a controller over TLS on every queue with verified I/O, for a SHA-256 and a
+ * SHA-384 key.
  *
  * node:tls offers an external PSK only with a SHA-256 suite named in `ciphers` (TLS_AES_128_GCM_SHA256); the
  * identity's hash indicator (01, SHA-256) matches it.
@@ -10,6 +12,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import tls from 'node:tls';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { connect, deriveTlsCredentials, ErrorCode, formatTlsKey, parseTlsKey, type Controller } from '../../src/index.js';
 import { probeNvmeTcp } from './qemu-target.js';
 import { describeKernel } from './env.js';
 
@@ -101,5 +104,43 @@ describeKernel('kernel nvmet: NVMe/TCP with TLS (tlshd)', (target) => {
     const plain = await probeNvmeTcp(target.host, TLS_TRSVCID, 20_000).then(() => null, (e: unknown) => e as Error);
     expect(plain?.message).toBeDefined();
     expect(plain?.message).not.toMatch(/no ICResp from/);
+  });
+
+  it("the library's host: connect({ tls }) with a SHA-256 key, TLS 1.3 on every queue, verified I/O; a wrong key refused", async (ctx) => {
+    target.skipUnlessReachable(ctx);
+    const hostnqn = `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`;
+    const key = formatTlsKey(randomBytes(32), 1);
+    // The guest's keyring holds what nvme-cli's key import puts there: the TLS PSK under the v0 identity.
+    const c = deriveTlsCredentials({ key: parseTlsKey(key), hostnqn, subnqn: target.openNqn });
+    await target.addPsk(c.identity, c.psk);
+    let ctrl: Controller | undefined;
+    try {
+      ctrl = await connect({ host: target.host, port: TLS_TRSVCID, subnqn: target.openNqn, hostnqn, ioQueues: 2, tls: { key } });
+      expect(ctrl.security).toEqual({ tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', identity: `NVMe0R01 ${hostnqn} ${target.openNqn}` } });
+      const ns = await ctrl.namespace((await ctrl.activeNamespaceIds())[0]!);
+      const data = randomBytes(64 * 1024);
+      const lba = 4096n;
+      await Promise.all([0, 1, 2, 3].map((i) => ns.write(lba + BigInt((i * 16384) / ns.blockSize), data.subarray(i * 16384, (i + 1) * 16384))));
+      const back = await ns.read(lba, data.length / ns.blockSize);
+      expect(Buffer.compare(back, data)).toBe(0);
+    } finally {
+      await ctrl?.close();
+    }
+    const wrong = await connect({ host: target.host, port: TLS_TRSVCID, subnqn: target.openNqn, hostnqn, ioQueues: 1, tls: { key: formatTlsKey(randomBytes(32), 1) } }).catch((e: unknown) => e);
+    expect(wrong).toMatchObject({ code: ErrorCode.TLS });
+  });
+
+  it("a SHA-384 key: tlshd (ktls-utils 1.0.0) as the server refuses the SHA-384 ClientHello that SPDK and OpenSSL accept", async (ctx) => {
+    target.skipUnlessReachable(ctx);
+    const hostnqn = `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`;
+    const key = formatTlsKey(randomBytes(48), 2);
+    const c = deriveTlsCredentials({ key: parseTlsKey(key), hostnqn, subnqn: target.openNqn });
+    expect(c.identity.startsWith('NVMe0R02 ')).toBe(true);
+    await target.addPsk(c.identity, c.psk);
+    const err = await connect({ host: target.host, port: TLS_TRSVCID, subnqn: target.openNqn, hostnqn, ioQueues: 1, tls: { key } }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: ErrorCode.TLS });
+    // GnuTLS error -55 is GNUTLS_E_RECEIVED_ILLEGAL_PARAMETER: its PSK credentials are SHA-256 ones.
+    const log = await target.exec('cat /run/tlshd.log');
+    expect(log.stdout).toMatch(/unhandled error -55/);
   });
 });

@@ -17,6 +17,9 @@ const NBD_OPTIONS: OptionSpecs = {
   'tls-psk': { type: 'string', arg: 'FILE', help: 'PSK file in psktool format, one "identity:hexkey" per line' },
 };
 
+/** The NVMe side's connection flags; --tls is the NBD server's here (NVMe/TCP TLS follows from --tls-key/--tls-key-file). */
+const { tls: _nvmeTls, ...NVME_TARGET_OPTIONS } = TARGET_OPTIONS;
+
 /** Parse --listen: tcp:HOST:PORT, tcp:[V6]:PORT or unix:PATH. */
 export function parseListen(s: string, command?: string): NbdListen {
   if (s.startsWith('unix:')) {
@@ -100,7 +103,7 @@ export const nbdCommand: Command = {
     '-o json). Block sizes: minimum the LBA size, preferred 4096, maximum from MDTS. TLS (STARTTLS) with X.509 ' +
     'credentials (--tls-creds) or a PSK file (--tls-psk); with either, TLS is required unless --tls on.',
   options: NBD_OPTIONS,
-  connection: { ...TARGET_OPTIONS, ...namespaceOption('1') },
+  connection: { ...NVME_TARGET_OPTIONS, ...namespaceOption('1') },
   examples: [
     'nvmeof nbd -a 192.0.2.10 -n nqn.2024-01.com.example:disk1 --listen tcp:127.0.0.1:10809 --export-name disk1',
     'qemu-img convert -p -O qcow2 nbd://127.0.0.1:10809/disk1 backup.qcow2',
