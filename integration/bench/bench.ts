@@ -13,20 +13,35 @@
  * measured too. `--scale N` (default 1000, 0 to skip) holds N controllers (admin queue + one I/O queue each,
  * keep-alive on) against the embedded target in another process and reports RSS and idle CPU.
  *
+ * With SPDK, '128 KiB sequential read QD8, TLS' runs through a second subsystem on a TLS listener (a SHA-256 PSK;
+ * ours with --tls-key, spdk_nvme_perf with -S ssl --psk-path), to show what TLS costs beside the plain row.
+ *
  * A measuring tool: it never passes or fails on time. docs/performance.md records what it printed.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { startSpdkTarget, type SpdkTarget } from '../../src/spdk/index.js';
+import { formatTlsKey } from '../../src/protocol/tls-psk.js';
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
 const cli = join(repo, 'dist/cli/main.js');
 const NQN = 'nqn.2016-06.io.nvmeof:bench';
+const TLS_NQN = 'nqn.2016-06.io.nvmeof:bench-tls';
+const TLS_HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:5c3f0a56-0d8e-4f27-9a3c-8f3d2b7e6a10';
+
+/** The TLS subsystem's listener and key (SPDK only). */
+interface TlsBench {
+  port: number;
+  key: string;
+  keyFile: string;
+}
 
 interface Workload {
   name: string;
@@ -34,8 +49,10 @@ interface Workload {
   qd: number;
   size: number;
   digest: boolean;
+  /** Through the TLS listener (SPDK only). */
+  tls?: boolean;
   /** The issue's goal for ours / spdk_nvme_perf. */
-  goal: number;
+  goal?: number;
 }
 
 const WORKLOADS: Workload[] = [
@@ -46,6 +63,7 @@ const WORKLOADS: Workload[] = [
   { name: '128 KiB sequential write QD8', rw: 'write', qd: 8, size: 131072, digest: false, goal: 0.8 },
   { name: '4 KiB random read QD32, digests', rw: 'randread', qd: 32, size: 4096, digest: true, goal: 0.5 },
   { name: '128 KiB read QD8, digests', rw: 'read', qd: 8, size: 131072, digest: true, goal: 0.6 },
+  { name: '128 KiB sequential read QD8, TLS', rw: 'read', qd: 8, size: 131072, digest: false, tls: true },
 ];
 
 interface Measure {
@@ -71,9 +89,10 @@ const log = (s: string) => process.stderr.write(s + '\n');
 if (!existsSync(cli)) throw new Error(`${cli} is missing: run npm run build first`);
 
 /** `nvmeof perf` pinned to core 0; its JSON summary. */
-async function ours(port: number, w: Workload): Promise<Measure> {
+async function ours(port: number, w: Workload, tls?: TlsBench): Promise<Measure> {
   const args = [
-    '-c', '0', process.execPath, cli, 'perf', '-a', '127.0.0.1', '-s', String(port), '-n', NQN,
+    '-c', '0', process.execPath, cli, 'perf', '-a', '127.0.0.1', '-s', String(tls ? tls.port : port), '-n', tls ? TLS_NQN : NQN,
+    ...(tls ? ['-q', TLS_HOSTNQN, '--tls-key-file', tls.keyFile] : []),
     '--rw', w.rw.includes('write') ? 'write' : 'read', '--pattern', w.rw.startsWith('rand') ? 'rand' : 'seq',
     '--queue-depth', String(w.qd), '--block-size', String(w.size), '--time', String(seconds), '--nr-io-queues', '1',
     '-o', 'json', ...(w.digest ? ['--hdr-digest', '--data-digest'] : []),
@@ -84,12 +103,12 @@ async function ours(port: number, w: Workload): Promise<Measure> {
 }
 
 /** spdk_nvme_perf pinned to core 0; its "Total" line. */
-async function spdkPerf(spdkDir: string, port: number, w: Workload): Promise<Measure> {
+async function spdkPerf(spdkDir: string, port: number, w: Workload, tls?: TlsBench): Promise<Measure> {
   const bin = join(spdkDir, 'build/bin/spdk_nvme_perf');
   const args = [
     '-c', '0x1', '-q', String(w.qd), '-o', String(w.size), '-w', w.rw, '-t', String(seconds),
-    '-r', `trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN}`,
-    '--no-huge', '-s', '1024', ...(w.digest ? ['-H', '-I'] : []),
+    '-r', tls ? `trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:${tls.port} subnqn:${TLS_NQN} hostnqn:${TLS_HOSTNQN}` : `trtype:TCP adrfam:IPv4 traddr:127.0.0.1 trsvcid:${port} subnqn:${NQN}`,
+    '--no-huge', '-s', '1024', ...(w.digest ? ['-H', '-I'] : []), ...(tls ? ['-S', 'ssl', '--psk-path', tls.keyFile] : []),
   ];
   const { stdout } = await run(bin, args, { maxBuffer: 1 << 22 });
   const total = stdout.split('\n').find((l) => /^\s*Total\s*:/.test(l));
@@ -145,15 +164,26 @@ async function main(): Promise<void> {
   let spdk: SpdkTarget | undefined;
   let embedded: { port: number; child: ChildProcess } | undefined;
   let port: number;
+  let tls: TlsBench | undefined;
+  const tlsDir = mkdtempSync(join(tmpdir(), 'nvmeof-bench-'));
   if (spdkDir) {
     spdk = await startSpdkTarget({ spdkDir, cpuMask: '0x2' });
     port = 4420 + Math.floor(Math.random() * 1000);
+    tls = { port: port + 1, key: formatTlsKey(randomBytes(32), 1), keyFile: join(tlsDir, 'psk') };
+    writeFileSync(tls.keyFile, tls.key, { mode: 0o600 });
+    await spdk.client.keyringFileAddKey({ name: 'bench_psk', path: tls.keyFile });
     await spdk.applyTopology({
       transports: [{ trtype: 'TCP' }],
-      bdevs: [{ type: 'malloc', name: 'bench0', sizeMiB: 256, blockSize: 512 }],
-      subsystems: [{ nqn: NQN, allowAnyHost: true, namespaces: [{ bdev: 'bench0' }], listeners: [{ traddr: '127.0.0.1', trsvcid: port }] }],
+      bdevs: [
+        { type: 'malloc', name: 'bench0', sizeMiB: 256, blockSize: 512 },
+        { type: 'malloc', name: 'bench1', sizeMiB: 256, blockSize: 512 },
+      ],
+      subsystems: [
+        { nqn: NQN, allowAnyHost: true, namespaces: [{ bdev: 'bench0' }], listeners: [{ traddr: '127.0.0.1', trsvcid: port }] },
+        { nqn: TLS_NQN, hosts: [{ nqn: TLS_HOSTNQN, psk: 'bench_psk' }], namespaces: [{ bdev: 'bench1' }], listeners: [{ traddr: '127.0.0.1', trsvcid: tls.port, secureChannel: true }] },
+      ],
     });
-    log(`SPDK nvmf_tgt on core 1, listening on 127.0.0.1:${port}`);
+    log(`SPDK nvmf_tgt on core 1, listening on 127.0.0.1:${port} (TLS on ${tls.port})`);
   } else {
     embedded = await embeddedTarget();
     port = embedded.port;
@@ -163,14 +193,15 @@ async function main(): Promise<void> {
   try {
     for (const w of WORKLOADS) {
       if (values.only && !w.name.includes(values.only) && !w.rw.includes(values.only)) continue;
+      if (w.tls && !tls) continue;
       let best: Measure | undefined;
       let bestSpdk: Measure | undefined;
       for (let r = 0; r < rounds; r++) {
         if (spdkDir) {
-          const s = await spdkPerf(spdkDir, port, w);
+          const s = await spdkPerf(spdkDir, port, w, w.tls ? tls : undefined);
           if (!bestSpdk || s.iops > bestSpdk.iops) bestSpdk = s;
         }
-        const o = await ours(port, w);
+        const o = await ours(port, w, w.tls ? tls : undefined);
         if (!best || o.iops > best.iops) best = o;
       }
       const row: Record<string, unknown> = { workload: w.name, nvmeof: best, spdk_nvme_perf: bestSpdk, ratio: bestSpdk ? best!.iops / bestSpdk.iops : undefined, goal: w.goal };
@@ -185,6 +216,7 @@ async function main(): Promise<void> {
   } finally {
     await spdk?.stop();
     embedded?.child.kill();
+    rmSync(tlsDir, { recursive: true, force: true });
   }
   let scale: unknown;
   if (scaleCount > 0) {
@@ -204,7 +236,7 @@ async function main(): Promise<void> {
       f(r.spdk_nvme_perf as Measure | undefined, big),
       f(r.nvmeof as Measure, big),
       r.ratio === undefined ? '-' : (r.ratio as number).toFixed(2),
-      `>= ${r.goal as number}`,
+      r.goal === undefined ? '-' : `>= ${r.goal as number}`,
       r.python ? `${f(r.python as Measure, false)} (ours ${(r.vsPython as number).toFixed(2)}x)` : '',
     ];
   });
