@@ -148,6 +148,8 @@ describe('multipath over TLS', () => {
         expect(t.sessions.length).toBeGreaterThanOrEqual(2);
         expect(t2.sessions.length).toBeGreaterThanOrEqual(2);
         expect([...t.sessions, ...t2.sessions].every((x) => x.protocol === 'TLSv1.3' && x.identity === `NVMe0R01 ${HOSTNQN} ${SUBNQN}`)).toBe(true);
+        // The key is nowhere in the printed multipath namespace (its paths and controllers included).
+        expect(inspect(m, { depth: 8, showHidden: true })).not.toContain(keyBody(KEY));
       } finally {
         await m.close();
       }

@@ -255,15 +255,17 @@ function connectOptions(o: DiscoverOptions | WatchDiscoveryOptions, at: { host: 
     dataDigest: o.dataDigest,
     connectTimeout: o.connectTimeout,
     commandTimeout: o.commandTimeout,
-    tls: o.tls,
     events,
     signal: o.signal,
+    ...(o.tls === undefined ? {} : { tls: o.tls }),
     ...(o.dhchap === undefined ? {} : { dhchap: o.dhchap }),
   };
 }
 
 /** DH-HMAC-CHAP options of each discovery watcher, out of sight of inspect() and JSON. */
 const watcherSecrets = new WeakMap<object, DhchapOptions>();
+/** TLS options (the PSK) of each discovery watcher, out of sight of inspect() and JSON. */
+const watcherTls = new WeakMap<object, TlsOptions>();
 
 async function closeQuietly(ctrl: Controller): Promise<void> {
   try {
@@ -425,9 +427,10 @@ export class DiscoveryWatcher {
 
   private constructor(opts: WatchDiscoveryOptions) {
     // DH-HMAC-CHAP keys are kept outside the object so that printing the watcher never shows them.
-    const { dhchap, ...rest } = opts;
+    const { dhchap, tls, ...rest } = opts;
     this.opts = rest;
     if (dhchap !== undefined) watcherSecrets.set(this, dhchap);
+    if (tls !== undefined) watcherTls.set(this, tls);
     this.at = { host: opts.host, port: opts.port ?? DISCOVERY_PORT, subnqn: opts.subnqn ?? DISCOVERY_NQN };
   }
 
@@ -477,7 +480,8 @@ export class DiscoveryWatcher {
   private connectOnce(): Promise<Controller> {
     // Only the watcher's lifetime cancels a connection attempt; the caller's signal closes the watcher.
     const dhchap = watcherSecrets.get(this);
-    return connect({ ...connectOptions({ ...this.opts, dhchap }, this.at, this.opts.kato ?? 30_000, true), signal: this.lifetime.signal });
+    const tls = watcherTls.get(this);
+    return connect({ ...connectOptions({ ...this.opts, dhchap, tls }, this.at, this.opts.kato ?? 30_000, true), signal: this.lifetime.signal });
   }
 
   private readLog(ctrl: Controller): Promise<DiscoveryLogSnapshot> {

@@ -114,6 +114,8 @@ export interface PathOptions extends Omit<ConnectOptions, 'signal'> {
 
 /** DH-HMAC-CHAP options of each path, out of sight of inspect() and JSON. */
 const pathSecrets = new WeakMap<object, NonNullable<ConnectOptions['dhchap']>>();
+/** TLS options (the PSK) of each path, out of sight of inspect() and JSON. */
+const pathTls = new WeakMap<object, NonNullable<ConnectOptions['tls']>>();
 
 /** The path leads somewhere else than expected (another subsystem or another namespace). The path is not used. */
 export class PathMismatchError extends ControllerError {}
@@ -282,10 +284,11 @@ export class Path {
     this.reconnectDelay = opts.reconnectDelay ?? DEFAULT_RECONNECT_DELAY;
     this.ctrlLossTimeout = opts.ctrlLossTimeout ?? DEFAULT_CTRL_LOSS_TIMEOUT;
     this.fastIoFailTimeout = opts.fastIoFailTimeout ?? -1;
-    const { reconnectDelay: _r, ctrlLossTimeout: _c, fastIoFailTimeout: _f, connect: _cf, prepare: _p, dhchap, ...connectOpts } = opts;
+    const { reconnectDelay: _r, ctrlLossTimeout: _c, fastIoFailTimeout: _f, connect: _cf, prepare: _p, dhchap, tls, ...connectOpts } = opts;
     this.connectOpts = { ...connectOpts, port, hostnqn: this.hostnqn, hostid: this.hostid };
     // DH-HMAC-CHAP keys are kept outside the object so that printing a path never shows them.
     if (dhchap !== undefined) pathSecrets.set(this, dhchap);
+    if (tls !== undefined) pathTls.set(this, tls);
     this.connectFn = opts.connect ?? connectController;
     this.prepare = opts.prepare;
   }
@@ -518,7 +521,8 @@ export class Path {
     let ctrl: PathController | undefined;
     try {
       const dhchap = pathSecrets.get(this);
-      ctrl = await this.connectFn({ ...this.connectOpts, host: this.host, signal: ac.signal, ...(dhchap === undefined ? {} : { dhchap }) });
+      const tls = pathTls.get(this);
+      ctrl = await this.connectFn({ ...this.connectOpts, host: this.host, signal: ac.signal, ...(dhchap === undefined ? {} : { dhchap }), ...(tls === undefined ? {} : { tls }) });
       if (this._state !== 'connecting' || ac.signal.aborted) {
         ctrl.destroy(new ConnectionClosedError(`path ${this.id} is ${this._state}`));
         return;
