@@ -341,6 +341,8 @@ export class ManagedDiscovery {
         commandTimeout: s.commandTimeout,
         headerDigest: s.headerDigest,
         dataDigest: s.dataDigest,
+        dhchap: s.dhchap,
+        tls: s.tls,
         signal,
       });
       if (this.closed) {

@@ -3,7 +3,7 @@
  * field into library options before anything connects. Unknown fields are refused, so a typo never goes unnoticed.
  * Secret-bearing fields (`dhchap`, `tls`) are never echoed in messages.
  */
-import { InvalidArgumentError, UnsupportedError, parseDhchapOptions, type ConnectOptions, type DhchapOptions, type PolicyName } from '../index.js';
+import { InvalidArgumentError, parseDhchapOptions, parseTlsKey, type ConnectOptions, type DhchapOptions, type PolicyName, type TlsOptions } from '../index.js';
 import { DISCOVERY_NQN, validateNqn } from '../protocol/index.js';
 
 type Json = Record<string, unknown>;
@@ -26,7 +26,7 @@ const CONNECT_FIELDS: Record<string, 'int' | 'bool' | 'string'> = {
 /** Reconnect timers of a controller (Linux reconnect_delay, ctrl_loss_tmo, fast_io_fail_tmo; in ms). */
 const TIMER_FIELDS = ['reconnectDelay', 'ctrlLossTimeout', 'fastIoFailTimeout'] as const;
 
-/** Secured-fabric fields: `dhchap` is passed to the library after checking (never echoed); `tls` is refused. */
+/** Secured-fabric fields: passed to the library after checking; their secrets are never echoed. */
 const SECURE_FIELDS = ['dhchap', 'tls'] as const;
 
 /** A controller to hold: where, which subsystem, how to connect, how to reconnect. */
@@ -61,6 +61,9 @@ export interface DiscoverySpec {
   commandTimeout?: number;
   headerDigest?: boolean;
   dataDigest?: boolean;
+  /** DH-HMAC-CHAP and TLS of the discovery controller itself. */
+  dhchap?: DhchapOptions;
+  tls?: TlsOptions;
   /** Attach the NVM subsystems the log lists, detach those that disappear. */
   connect: boolean;
   include: EntryFilter[];
@@ -142,8 +145,22 @@ function nqn(v: string, name: string, where: string): string {
   return v;
 }
 
-function refuseSecure(o: Json, where: string): void {
-  if (o.tls !== undefined) throw new UnsupportedError(`${where}tls is not supported by the daemon yet; the value was not used`);
+/** `tls` as the library takes it (`{ key, identity?, derivation? }`), checked here so a bad key is a 400 (never echoed). */
+function tls(o: Json, where: string): TlsOptions | undefined {
+  const v = o.tls;
+  if (v === undefined) return undefined;
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) bad(where, 'tls must be an object { key, identity?, derivation? }');
+  const t = v as Record<string, unknown>;
+  for (const k of Object.keys(t)) if (k !== 'key' && k !== 'identity' && k !== 'derivation') bad(where, `tls: unknown field ${JSON.stringify(k)}`);
+  if (typeof t.key !== 'string') bad(where, 'tls.key must be an NVMeTLSkey-1 interchange key string');
+  try {
+    parseTlsKey(t.key);
+  } catch (err) {
+    bad(where, `tls.key: ${(err as Error).message}`);
+  }
+  if (t.identity !== undefined && t.identity !== 'v0' && t.identity !== 'v1') bad(where, "tls.identity must be 'v0' or 'v1'");
+  if (t.derivation !== undefined && t.derivation !== 'rfc8446' && t.derivation !== 'libnvme-compat') bad(where, "tls.derivation must be 'rfc8446' or 'libnvme-compat'");
+  return t as unknown as TlsOptions;
 }
 
 /** `dhchap` as the library takes it, checked here so a bad key is a 400 before any connection (never echoed). */
@@ -158,10 +175,11 @@ function dhchap(o: Json, where: string): DhchapOptions | undefined {
 }
 
 function connectOptions(o: Json, where: string): ControllerSpec['connect'] {
-  refuseSecure(o, where);
   const out: Record<string, unknown> = {};
   const auth = dhchap(o, where);
   if (auth !== undefined) out.dhchap = auth;
+  const channel = tls(o, where);
+  if (channel !== undefined) out.tls = channel;
   for (const [k, kind] of Object.entries(CONNECT_FIELDS)) {
     if (o[k] === undefined) continue;
     if (kind === 'string') out[k] = str(o, k, where);
@@ -229,7 +247,6 @@ export function parseDiscoverySpec(body: unknown, where = ''): DiscoverySpec {
   const own = ['hostnqn', 'hostid', 'kato', 'reconnectDelay', 'connectTimeout', 'commandTimeout', 'headerDigest', 'dataDigest'];
   checkKeys(o, ['traddr', 'trsvcid', 'subnqn', 'transport', ...own, 'connect', 'include', 'exclude', 'controller', ...SECURE_FIELDS], where);
   transport(o, where);
-  refuseSecure(o, where);
   const spec: DiscoverySpec = {
     traddr: str(o, 'traddr', where, true),
     trsvcid: port(o, 'trsvcid', where, 8009),
@@ -251,6 +268,10 @@ export function parseDiscoverySpec(body: unknown, where = ''): DiscoverySpec {
     const v = bool(o, k, where);
     if (v !== undefined) spec[k] = v;
   }
+  const auth = dhchap(o, where);
+  if (auth !== undefined) spec.dhchap = auth;
+  const channel = tls(o, where);
+  if (channel !== undefined) spec.tls = channel;
   if (o.controller !== undefined) {
     const w = `${where}controller: `;
     const c = object(o.controller, w);
