@@ -13,6 +13,7 @@ import { COMMANDS, main, type CliIo } from '../src/cli/cli.js';
 import { parseInteger, parseSize, parseU64, splitAddress, UsageError } from '../src/cli/args.js';
 import { formatFields, formatTable, hexDump, jsonText, Progress, toJson } from '../src/cli/output.js';
 import { LatencyHistogram } from '../src/cli/perf.js';
+import { parseDhchapKey } from '../src/protocol/auth.js';
 import { rechunk } from '../src/cli/transfer.js';
 import { NvmeTarget, type TargetPort, type TargetSubsystem } from '../src/target/index.js';
 import { DISCOVERY_NQN } from '../src/protocol/nqn.js';
@@ -589,5 +590,46 @@ describe('cli: docs/cli.md', () => {
       for (const name of Object.keys(c.options)) expect(section, `${c.name} --${name}`).toContain(`--${name}`);
     }
     expect(doc).toMatch(/## Exit codes/);
+  });
+});
+
+describe('cli: key tools', () => {
+  // Expected keys computed independently (python3 hmac/hashlib/zlib/base64), not by the code under test.
+  const NQN_H = 'nqn.2014-08.org.nvmexpress:uuid:f81d4fae-7dec-11d0-a765-00a0c91e6bf6';
+  const hexOf = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => i)).toString('hex');
+
+  it('gen-dhchap-key prints the secret as is (--hmac 0) or transformed over the NQN (--hmac 1-3)', async () => {
+    const plain = await run(['gen-dhchap-key', '--secret', hexOf(32)]);
+    expect(plain).toMatchObject({ code: 0, stdout: 'DHHC-1:00:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh+KfiaR:\n' });
+    const sha256 = await run(['gen-dhchap-key', '--hmac', '1', '--nqn', NQN_H, '--secret', hexOf(32)]);
+    expect(sha256.stdout).toBe('DHHC-1:01:jWiK0NeSweQjGFEI9c4bjHV792NxG/KQG1mAfCQAiRlmCljm:\n');
+    const sha384 = await run(['gen-dhchap-key', '--hmac', '2', '--nqn', NQN_H, '--secret', hexOf(48)]);
+    expect(sha384.stdout).toBe('DHHC-1:02:IqZJ7OfqOcbH0Af+bm4QWrh1+LEEV/Fp7yjgZUKwF68+VcPR6Us+ZRxzSiFThNry7h7rwQ==:\n');
+    // Random keys parse as keys, and a key length that does not fit the hash is refused.
+    const random = await run(['gen-dhchap-key', '--key-length', '64', '-o', 'json']);
+    expect(JSON.parse(random.stdout)).toMatchObject({ hmac: 0, keyLength: 64 });
+    expect(parseDhchapKey(JSON.parse(random.stdout).key).transform).toBe(0);
+    expect((await run(['gen-dhchap-key', '--hmac', '1', '--key-length', '48'])).code).toBe(2);
+    expect((await run(['gen-dhchap-key', '--secret', 'abc'])).code).toBe(2);
+  });
+
+  it('gen-tls-key prints the interchange form libnvme prints; check-tls-key derives identity and TLS PSK', async () => {
+    // libnvme test/psk.c's configured PSK and its 01 interchange form.
+    const key = '5512DBB6737D0106F65975B773DFB011FFC344BCF442E2DD6D8BC4870B5D5B03';
+    const gen = await run(['gen-tls-key', '--secret', key]);
+    expect(gen).toMatchObject({ code: 0, stdout: 'NVMeTLSkey-1:01:VRLbtnN9AQb2WXW3c9+wEf/DRLz0QuLdbYvEhwtdWwNf9LrZ:\n' });
+    const subnqn = 'nqn.2014-08.org.nvmexpress:uuid:36ebf5a9-1df9-47b3-a6d0-e9ba32e428a2';
+    const check = await run(['check-tls-key', '--keydata', gen.stdout.trim(), '--hostnqn', NQN_H, '--subsysnqn', subnqn, '-o', 'json']);
+    expect(check.code).toBe(0);
+    // The v0 TLS PSK of this key and these NQNs, computed with OpenSSL's HKDF (see test/tls-psk.test.ts).
+    expect(JSON.parse(check.stdout)).toEqual({
+      hash: 'sha256',
+      identity: `NVMe0R01 ${NQN_H} ${subnqn}`,
+      psk: '8e981666c96a88ef69f6e6a0460ff77ba9039e3d38cbdeee264c4de09d75d246',
+    });
+    const bad = await run(['check-tls-key', '--keydata', 'NVMeTLSkey-1:01:AAAA:', '--hostnqn', NQN_H, '--subsysnqn', subnqn]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).not.toContain('AAAA');
+    expect((await run(['gen-tls-key', '--hmac', '3'])).code).toBe(2);
   });
 });

@@ -11,6 +11,7 @@ import { commandHelp, generalHelp } from './help.js';
 import { monitorCommand } from './monitor.js';
 import { nbdCommand } from './nbd.js';
 import { perfCommand } from './perf.js';
+import { checkTlsKeyCommand, genDhchapKeyCommand, genTlsKeyCommand } from './keys.js';
 import { serveCommand } from './serve.js';
 import { resvAcquireCommand, resvRegisterCommand, resvReleaseCommand, resvReportCommand } from './resv.js';
 import { readCommand, writeCommand } from './transfer.js';
@@ -41,6 +42,9 @@ export const COMMANDS: readonly Command[] = [
   nbdCommand,
   perfCommand,
   serveCommand,
+  genDhchapKeyCommand,
+  genTlsKeyCommand,
+  checkTlsKeyCommand,
   demoCommand,
 ];
 
