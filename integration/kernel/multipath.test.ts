@@ -8,24 +8,12 @@ import { Buffer } from 'node:buffer';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connect, openMultipath, type MultipathNamespace, type Path, type PathStateEvent } from '../../src/index.js';
 import { describeKernel } from './env.js';
+import { BLOCK, PER_WRITE, record as makeRecord } from './records.js';
 import { waitFor } from '../../test/helpers/wait.js';
 
 const NSID = 1;
-const BLOCK = 512;
-/** Blocks per write (4 KiB). */
-const PER_WRITE = 8;
-
-/** `PER_WRITE` blocks for record `rec`, generation `gen`: every 8 bytes name the LBA, the generation and a tag. */
-function record(rec: number, gen: number): Buffer {
-  const b = Buffer.alloc(PER_WRITE * BLOCK);
-  for (let i = 0; i < b.length; i += 16) {
-    b.writeUInt32LE(rec * PER_WRITE + Math.floor(i / BLOCK), i);
-    b.writeUInt32LE(gen, i + 4);
-    b.writeUInt32LE(0x6d706174, i + 8); // 'mpat'
-    b.writeUInt32LE(i, i + 12);
-  }
-  return b;
-}
+/** Records of this test carry the tag 'mpat'. */
+const record = (rec: number, gen: number) => makeRecord(rec, gen, 0x6d706174);
 
 describeKernel('kernel nvmet: multipath', (target) => {
   let m: MultipathNamespace;

@@ -14,24 +14,13 @@ import { parseArgs } from 'node:util';
 import { openMultipath, type Path } from '../../src/index.js';
 import { waitFor } from '../../test/helpers/wait.js';
 import { startKernelTarget } from './qemu-target.js';
+import { PER_WRITE, generations, record as makeRecord } from './records.js';
 
 const { values } = parseArgs({ options: { faults: { type: 'string', default: '100' }, records: { type: 'string', default: '512' } } });
 const FAULTS = Number(values.faults);
 const NSID = 1;
-const BLOCK = 512;
-const PER_WRITE = 8;
-
-/** Record `rec`, generation `gen`: every 16 bytes name the LBA, the generation, a tag and the offset. */
-function record(rec: number, gen: number): Buffer {
-  const b = Buffer.alloc(PER_WRITE * BLOCK);
-  for (let i = 0; i < b.length; i += 16) {
-    b.writeUInt32LE(rec * PER_WRITE + Math.floor(i / BLOCK), i);
-    b.writeUInt32LE(gen, i + 4);
-    b.writeUInt32LE(0x6b616f73, i + 8); // 'soak'
-    b.writeUInt32LE(i, i + 12);
-  }
-  return b;
-}
+/** Records of the soak carry the tag 'soak'. */
+const record = (rec: number, gen: number) => makeRecord(rec, gen, 0x6b616f73);
 
 const log = (s: string) => process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 const target = await startKernelTarget();
@@ -142,9 +131,7 @@ for (let rec = 0; rec < records; rec++) {
   if (candidates.length === 0) continue;
   if (candidates.some((c) => c.equals(got))) continue;
   // Torn: blocks of different generations; lost: a whole record older than the last completed write.
-  const gens = new Set<number>();
-  for (let i = 0; i < got.length; i += BLOCK) gens.add(got.readUInt32LE(i + 4));
-  if (gens.size > 1) torn++;
+  if (generations(got).size > 1) torn++;
   else lost++;
 }
 await m.close();
