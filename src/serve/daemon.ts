@@ -550,6 +550,31 @@ export interface ConfigDiff {
 type Kind = 'controllers' | 'discovery' | 'multipath';
 
 /** The registry and everything the API and /metrics report. */
+/** What the daemon registers by id besides controllers: discovery controllers and multipath namespaces. */
+interface Registered {
+  readonly id: string;
+  readonly queue: SerialQueue;
+  open(keepTrying: boolean, signal?: AbortSignal): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The object registered under `id`, or NVMEOF_ERR_NOT_FOUND naming what was asked for. */
+function registered<T>(map: Map<string, T>, id: string, what: string): T {
+  const obj = map.get(id);
+  if (!obj) throw notFound(`no ${what} ${JSON.stringify(id)}`);
+  return obj;
+}
+
+/** Close the object registered under `id` and forget it, even when closing fails. */
+async function closeRegistered<T extends Registered>(map: Map<string, T>, id: string, what: string): Promise<void> {
+  const obj = registered(map, id, what);
+  try {
+    await obj.close();
+  } finally {
+    map.delete(id);
+  }
+}
+
 export class ServeDaemon {
   readonly controllers = new Map<string, ManagedController>();
   readonly discoveries = new Map<string, ManagedDiscovery>();
@@ -616,9 +641,7 @@ export class ServeDaemon {
   }
 
   controller(id: string): ManagedController {
-    const mc = this.controllers.get(id);
-    if (!mc) throw notFound(`no controller ${JSON.stringify(id)}`);
-    return mc;
+    return registered(this.controllers, id, 'controller');
   }
 
   /** Close a controller gracefully and forget it. */
@@ -716,62 +739,47 @@ export class ServeDaemon {
   // --- discovery -----------------------------------------------------------------------------------------------
 
   async createDiscovery(spec: DiscoverySpec, origin: Origin = 'api', signal?: AbortSignal): Promise<ManagedDiscovery> {
-    const md = new ManagedDiscovery(`d${++this.seq.d}`, spec, origin, this);
-    this.discoveries.set(md.id, md);
-    try {
-      await md.queue.run(() => md.open(origin !== 'api', signal), signal);
-    } catch (err) {
-      this.discoveries.delete(md.id);
-      await md.close().catch(() => undefined);
-      throw err;
-    }
-    return md;
+    return this.openRegistered(this.discoveries, new ManagedDiscovery(`d${++this.seq.d}`, spec, origin, this), origin, signal);
   }
 
   discovery(id: string): ManagedDiscovery {
-    const md = this.discoveries.get(id);
-    if (!md) throw notFound(`no discovery controller ${JSON.stringify(id)}`);
-    return md;
+    return registered(this.discoveries, id, 'discovery controller');
   }
 
   async deleteDiscovery(id: string): Promise<void> {
-    const md = this.discovery(id);
-    try {
-      await md.close();
-    } finally {
-      this.discoveries.delete(id);
-    }
+    await closeRegistered(this.discoveries, id, 'discovery controller');
   }
 
   // --- multipath -----------------------------------------------------------------------------------------------
 
   async createMultipath(spec: MultipathSpec, origin: Origin = 'api', signal?: AbortSignal): Promise<ManagedMultipath> {
-    const mm = new ManagedMultipath(`m${++this.seq.m}`, spec, origin, this);
-    this.multipaths.set(mm.id, mm);
-    try {
-      await mm.queue.run(() => mm.open(origin !== 'api', signal), signal);
-    } catch (err) {
-      this.multipaths.delete(mm.id);
-      await mm.close().catch(() => undefined);
-      throw err;
-    }
-    return mm;
+    return this.openRegistered(this.multipaths, new ManagedMultipath(`m${++this.seq.m}`, spec, origin, this), origin, signal);
   }
 
   multipath(id: string): ManagedMultipath {
-    const mm = this.multipaths.get(id);
-    if (!mm) throw notFound(`no multipath namespace ${JSON.stringify(id)}`);
-    return mm;
+    return registered(this.multipaths, id, 'multipath namespace');
   }
 
   async deleteMultipath(id: string): Promise<void> {
-    const mm = this.multipath(id);
-    try {
-      await mm.close();
-    } finally {
-      this.multipaths.delete(id);
-    }
+    await closeRegistered(this.multipaths, id, 'multipath namespace');
   }
+
+  /**
+   * Register a discovery controller or multipath namespace under its id and open it through its queue; when the
+   * open fails it is removed and closed again (config items keep trying instead: `open(true)`).
+   */
+  private async openRegistered<T extends Registered>(map: Map<string, T>, obj: T, origin: Origin, signal?: AbortSignal): Promise<T> {
+    map.set(obj.id, obj);
+    try {
+      await obj.queue.run(() => obj.open(origin !== 'api', signal), signal);
+    } catch (err) {
+      map.delete(obj.id);
+      await obj.close().catch(() => undefined);
+      throw err;
+    }
+    return obj;
+  }
+
 
   // --- views ---------------------------------------------------------------------------------------------------
 
