@@ -17,6 +17,7 @@ import { encodeCc } from '../../src/protocol/properties.js';
 import { Property } from '../../src/protocol/constants.js';
 import { QueuePair } from '../../src/transport/queue-pair.js';
 import { describeKernel } from './env.js';
+import { verifiedIoOnEveryQueue } from '../../test/helpers/verified-io.js';
 
 const AUTH_NQN = 'nqn.2014-08.org.nvmexpress:nvmf-test-auth';
 
@@ -62,15 +63,7 @@ describeKernel('kernel nvmet: DH-HMAC-CHAP', (target) => {
     expectNoSecret(`${(err as Error).message}\n${(err as Error).stack ?? ''}`);
     return err as AuthError;
   };
-  const verifiedIo = async (ctrl: Controller): Promise<void> => {
-    const ns = await ctrl.namespace(1);
-    for (let qid = 1; qid <= ctrl.ioQueueCount; qid++) {
-      const data = randomBytes(ns.blockSize * 16);
-      const lba = BigInt(qid * 64);
-      await ns.write(lba, data);
-      expect((await ns.read(lba, 16)).equals(data)).toBe(true);
-    }
-  };
+  const verifiedIo = (ctrl: Controller): Promise<void> => verifiedIoOnEveryQueue(ctrl, 16);
 
   beforeAll(async () => {
     await target.addSubsystem(AUTH_NQN, { allowAnyHost: false });

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { AuthError, connect, type Controller, type DhchapGroup, type DhchapHash, type DhchapOptions } from '../../src/index.js';
 import type { SpdkTopology } from '../../src/spdk/index.js';
 import { describeSpdk, useSpdkTopology } from './env.js';
+import { verifiedIoOnEveryQueue } from '../../test/helpers/verified-io.js';
 
 function dhchapSecret(secret: Buffer, transform: 0 | 1 | 2 | 3): string {
   const crc = Buffer.alloc(4);
@@ -86,15 +87,7 @@ describeSpdk('SPDK nvmf_tgt: DH-HMAC-CHAP', (env) => {
     for (const k of Object.values(keys)) expect((err as Error).message).not.toContain(k.split(':')[2]!.slice(0, 16));
     return err as AuthError;
   };
-  const verifiedIo = async (ctrl: Controller): Promise<void> => {
-    const ns = await ctrl.namespace(1);
-    for (let qid = 1; qid <= ctrl.ioQueueCount; qid++) {
-      const data = randomBytes(ns.blockSize * 32);
-      const lba = BigInt(qid * 128);
-      await ns.write(lba, data);
-      expect((await ns.read(lba, 32)).equals(data)).toBe(true);
-    }
-  };
+  const verifiedIo = (ctrl: Controller): Promise<void> => verifiedIoOnEveryQueue(ctrl, 32);
 
   const combos: Array<[DhchapHash, DhchapGroup]> = [
     ['sha256', 'null'],
