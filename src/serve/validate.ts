@@ -156,7 +156,7 @@ function tls(o: Json, where: string): TlsOptions | undefined {
   try {
     parseTlsKey(t.key);
   } catch (err) {
-    bad(where, `tls.key: ${(err as Error).message}`);
+    bad(where, (err as Error).message);
   }
   if (t.identity !== undefined && t.identity !== 'v0' && t.identity !== 'v1') bad(where, "tls.identity must be 'v0' or 'v1'");
   if (t.derivation !== undefined && t.derivation !== 'rfc8446' && t.derivation !== 'libnvme-compat') bad(where, "tls.derivation must be 'rfc8446' or 'libnvme-compat'");
@@ -169,7 +169,7 @@ function dhchap(o: Json, where: string): DhchapOptions | undefined {
   try {
     parseDhchapOptions(o.dhchap as DhchapOptions);
   } catch (err) {
-    bad(where, `dhchap: ${(err as Error).message}`);
+    bad(where, (err as Error).message);
   }
   return o.dhchap as DhchapOptions;
 }
