@@ -195,6 +195,7 @@ export const TARGET_OPTIONS: OptionSpecs = {
   'nr-io-queues': { type: 'string', arg: 'N', help: 'number of I/O queues', def: 'min(4, CPUs) for I/O commands, 0 for admin-only ones' },
   'queue-size': { type: 'string', short: 'Q', arg: 'N', help: 'commands in flight per I/O queue', def: '128' },
   timeout: { type: 'string', arg: 'MS', help: 'per-command timeout in milliseconds', def: '30000' },
+  'busy-poll': { type: 'boolean', help: 'poll for I/O completions instead of sleeping: lower latency at low queue depth, a busy core while I/O is in flight' },
   ...DHCHAP_OPTIONS,
   ...tlsOptions(),
 };
@@ -390,6 +391,7 @@ export function connectFlags(v: Values, defaults: { ioQueues?: number; events?: 
   if (kato !== undefined) o.kato = kato * 1000;
   if (v.flag('hdr-digest')) o.headerDigest = true;
   if (v.flag('data-digest')) o.dataDigest = true;
+  if (v.flag('busy-poll')) o.busyPoll = true;
   const ioq = v.int('nr-io-queues', 0, 65534) ?? defaults.ioQueues;
   if (ioq !== undefined) o.ioQueues = ioq;
   const qs = v.int('queue-size', 1, MAX_QUEUE_DEPTH);

@@ -24,7 +24,8 @@ import * as cmds from '../protocol/commands.js';
 import type { NvmeCommand } from '../protocol/commands.js';
 import { decodeCap, decodeCsts, decodeVs, encodeCc, type Cap } from '../protocol/properties.js';
 import { statusError } from '../protocol/status.js';
-import { cqeOk } from '../protocol/cqe.js';
+import { cqeOk, statusSc, statusSct, type Cqe } from '../protocol/cqe.js';
+import { SqeOffset } from '../protocol/sqe.js';
 import { FABRICS_OPCODE, FabricsType, Property, StatusCodeType } from '../protocol/constants.js';
 import { DISCOVERY_NQN, validateNqn } from '../protocol/nqn.js';
 import { ControllerType, parseIdentifyController, parseIdentifyNamespace, parseNamespaceList, parseNsIdDescriptors, mdtsBytes, type IdentifyController, type OncsFlags } from '../protocol/identify.js';
@@ -100,6 +101,13 @@ export interface ConnectOptions {
    * PDUs travel inside it. Failures are NVMEOF_ERR_TLS.
    */
   tls?: TlsOptions;
+  /**
+   * Poll for completions: while I/O commands are outstanding the event loop polls its sockets instead of sleeping
+   * until the kernel wakes it, as Linux's polled queues and SPDK do. Cuts the latency of each command at low queue
+   * depth (on the development machine 4 KiB reads at QD1 ran about twice as fast), and keeps a core busy while I/O is
+   * in flight. The admin queue is never polled. Default false.
+   */
+  busyPoll?: boolean;
   signal?: AbortSignal;
 }
 
@@ -432,7 +440,7 @@ export class Controller {
       const results = await Promise.allSettled(
         Array.from({ length: count }, async (_, i) => {
           const qid = i + 1;
-          const qp = await QueuePair.open({ ...this.qpOptions(qid, depth), inCapsuleBytes: inCapsule });
+          const qp = await QueuePair.open({ ...this.qpOptions(qid, depth), inCapsuleBytes: inCapsule, busyPoll: this.opts.busyPoll, onStatusError: this.onIoStatusError });
           try {
             await this.connectQueue(qp, qid, depth + 1, this.cntlid);
           } catch (err) {
@@ -720,16 +728,20 @@ export class Controller {
     } else {
       qp = this.pickQueue();
     }
-    const p = qp.submit(cmd, opts);
-    if (!this.ana) return p;
-    return p.catch((err: unknown) => {
-      // ANA path statuses say the ANA state moved: refresh it in the background, reject the I/O as it is.
-      if (err instanceof NvmeStatusError && err.sct === StatusCodeType.PathRelated && anaStateFromPathStatus(err.sc) !== undefined) {
-        this.ana?.noteStatus(cmd.sqe.readUInt32LE(4), err.sc);
-      }
-      throw err;
-    });
+    return qp.submit(cmd, opts);
   }
+
+  /**
+   * A completion of an I/O command with an error status (the queue pair calls this before it settles the command):
+   * an ANA path status says the ANA state moved, so the tracker refreshes it in the background; the I/O is rejected
+   * as it is.
+   */
+  private readonly onIoStatusError = (cmd: NvmeCommand, cqe: Cqe): void => {
+    const sc = statusSc(cqe.status);
+    if (this.ana && statusSct(cqe.status) === StatusCodeType.PathRelated && anaStateFromPathStatus(sc) !== undefined) {
+      this.ana.noteStatus(cmd.sqe.readUInt32LE(SqeOffset.NSID), sc);
+    }
+  };
 
   private pickQueue(): QueuePair {
     const qs = this.ioqs;
@@ -887,7 +899,7 @@ function validateConnectOptions(o: ConnectOptions): void {
   intRange('connectTimeout', o.connectTimeout, 1, 3_600_000);
   intRange('commandTimeout', o.commandTimeout, 0, 3_600_000);
   intRange('maxTransferSize', o.maxTransferSize, 4096, 64 * 1024 * 1024);
-  for (const name of ['events', 'headerDigest', 'dataDigest'] as const) {
+  for (const name of ['events', 'headerDigest', 'dataDigest', 'busyPoll'] as const) {
     if (o[name] !== undefined && typeof o[name] !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${String(o[name])}`);
   }
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw new InvalidArgumentError(`signal must be an AbortSignal, got ${typeof o.signal}`);

@@ -62,6 +62,9 @@ export interface LbaRange {
   blocks: number;
 }
 
+/** An LBA inside the library: a safe-integer number as the caller gave it, else a bigint. */
+type Lba = bigint | number;
+
 /** Largest NLB one command can carry (16-bit 0's based field). */
 const MAX_NLB = 65536;
 
@@ -149,14 +152,19 @@ export class Namespace {
     return Math.max(1, Math.min(MAX_NLB, Math.floor(this.owner.maxTransferBytes / this.blockSize)));
   }
 
-  private io(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
-    const p = this.owner.ioCommand(cmd, opts);
-    const limit = this.owner.anaTransitionTimeout;
-    if (!limit) return p;
-    return p.catch((err: unknown) => this.retryAnaTransition(err, cmd, opts, Date.now() + limit));
+  private async io(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
+    try {
+      return await this.owner.ioCommand(cmd, opts);
+    } catch (err) {
+      return this.retryAnaTransition(err, cmd, opts);
+    }
   }
 
-  private async retryAnaTransition(err: unknown, cmd: NvmeCommand, opts: SubmitOptions | undefined, deadline: number): Promise<Completion> {
+  /** After `err`: retry a command that met ANA Transition while the owner's `anaTransitionTimeout` lasts, else rethrow. */
+  private async retryAnaTransition(err: unknown, cmd: NvmeCommand, opts: SubmitOptions | undefined): Promise<Completion> {
+    const limit = this.owner.anaTransitionTimeout;
+    if (!limit) throw err;
+    const deadline = Date.now() + limit;
     let delay = 50;
     while (isAnaTransition(err) && Date.now() < deadline) {
       const wait = Math.min(delay, deadline - Date.now());
@@ -193,11 +201,25 @@ export class Namespace {
     return buf;
   }
 
-  private async readIntoChecked(slba: bigint, blocks: number, out: Buffer, opts?: IoOptions): Promise<void> {
+  private readIntoChecked(slba: Lba, blocks: number, out: Buffer, opts?: IoOptions): Promise<void> {
     const bs = this.blockSize;
-    await this.forEachChunk(slba, blocks, (lba, n, off) =>
-      this.io(cmds.read({ nsid: this.nsid, slba: lba, nlb: n, blockSize: bs }), { ...opts, readInto: out.subarray(off * bs, (off + n) * bs) }),
+    const nsid = this.nsid;
+    if (blocks <= this.maxBlocksPerCommand) {
+      // One command (the common case): no splitting machinery, and the caller's buffer itself receives the data.
+      return this.io1(cmds.read({ nsid, slba, nlb: blocks, blockSize: bs }), opts === undefined ? { readInto: out } : { ...opts, readInto: out });
+    }
+    return this.forEachChunk(slba, blocks, (lba, n, off) =>
+      this.io(cmds.read({ nsid, slba: lba, nlb: n, blockSize: bs }), { ...opts, readInto: out.subarray(off * bs, (off + n) * bs) }),
     );
+  }
+
+  /** One command whose completion carries nothing the caller needs. */
+  private async io1(cmd: NvmeCommand, opts?: SubmitOptions): Promise<void> {
+    try {
+      await this.owner.ioCommand(cmd, opts);
+    } catch (err) {
+      await this.retryAnaTransition(err, cmd, opts);
+    }
   }
 
   /** Write `data` (a multiple of the block size) starting at `lba`. */
@@ -206,8 +228,10 @@ export class Namespace {
     const blocks = this.blocksOf('write', data);
     const slba = this.checkRange('write', lba, blocks);
     const bs = this.blockSize;
+    const nsid = this.nsid;
+    if (blocks <= this.maxBlocksPerCommand) return this.io1(cmds.write({ nsid, slba, data, blockSize: bs, fua: opts?.fua }), opts);
     await this.forEachChunk(slba, blocks, (l, n, off) =>
-      this.io(cmds.write({ nsid: this.nsid, slba: l, data: data.subarray(off * bs, (off + n) * bs), blockSize: bs, fua: opts?.fua }), opts),
+      this.io(cmds.write({ nsid, slba: l, data: data.subarray(off * bs, (off + n) * bs), blockSize: bs, fua: opts?.fua }), opts),
     );
   }
 
@@ -232,7 +256,7 @@ export class Namespace {
     checkOptions('deallocate options', opts);
     if (!Array.isArray(ranges) || ranges.length === 0) throw new InvalidArgumentError('deallocate needs at least one range');
     this.requireOncs('deallocate', 'dsm');
-    const entries: { slba: bigint; nlb: number }[] = [];
+    const entries: { slba: Lba; nlb: number }[] = [];
     for (const [i, r] of ranges.entries()) {
       if (r === null || typeof r !== 'object') throw new InvalidArgumentError(`deallocate: range ${i} must be an object { lba, blocks }, got ${r === null ? 'null' : typeof r}`);
       const slba = this.checkRange(`deallocate: range ${i}`, r.lba, r.blocks, 0xffffffff);
@@ -324,25 +348,29 @@ export class Namespace {
     return data.length / this.blockSize;
   }
 
-  /** Validate an LBA range against the namespace; returns the start LBA as bigint. */
-  private checkRange(op: string, lba: bigint | number, blocks: number, maxBlocks = Number.MAX_SAFE_INTEGER): bigint {
-    let slba: bigint;
-    if (typeof lba === 'bigint') slba = lba;
-    else if (typeof lba === 'number' && Number.isSafeInteger(lba)) slba = BigInt(lba);
-    else throw new InvalidArgumentError(`${op}: lba must be a bigint or a safe integer, got ${String(lba)}`);
-    if (slba < 0n) throw new InvalidArgumentError(`${op}: lba must not be negative, got ${slba}`);
-    if (!Number.isSafeInteger(blocks) || blocks < 1 || blocks > maxBlocks) throw new InvalidArgumentError(`${op}: block count must be an integer 1..${maxBlocks}, got ${blocks}`);
-    if (slba + BigInt(blocks) > this.blocks) {
-      throw new InvalidArgumentError(`${op}: ${blocks} blocks at LBA ${slba} go past the end of namespace ${this.nsid} (${this.blocks} blocks)`);
+  /**
+   * Validate an LBA range against the namespace; returns the start LBA as given (a safe-integer number stays a
+   * number, so the I/O path needs no BigInt arithmetic).
+   */
+  private checkRange(op: string, lba: bigint | number, blocks: number, maxBlocks = Number.MAX_SAFE_INTEGER): Lba {
+    if (typeof lba !== 'bigint' && !(typeof lba === 'number' && Number.isSafeInteger(lba))) {
+      throw new InvalidArgumentError(`${op}: lba must be a bigint or a safe integer, got ${String(lba)}`);
     }
-    return slba;
+    if (lba < 0) throw new InvalidArgumentError(`${op}: lba must not be negative, got ${lba}`);
+    if (!Number.isSafeInteger(blocks) || blocks < 1 || blocks > maxBlocks) throw new InvalidArgumentError(`${op}: block count must be an integer 1..${maxBlocks}, got ${blocks}`);
+    // Numbers compare exactly with the bigint size while the end is a safe integer; past that, compare as bigints.
+    const pastEnd = typeof lba === 'number' && lba + blocks <= Number.MAX_SAFE_INTEGER ? lba + blocks > this.blocks : BigInt(lba) + BigInt(blocks) > this.blocks;
+    if (pastEnd) {
+      throw new InvalidArgumentError(`${op}: ${blocks} blocks at LBA ${lba} go past the end of namespace ${this.nsid} (${this.blocks} blocks)`);
+    }
+    return lba;
   }
 
   /** Split [slba, slba+blocks) into command-sized pieces and run them concurrently; rejects with the first error. */
   private async forEachChunk(
-    slba: bigint,
+    slba: Lba,
     blocks: number,
-    fn: (lba: bigint, n: number, offsetBlocks: number) => Promise<unknown>,
+    fn: (lba: Lba, n: number, offsetBlocks: number) => Promise<unknown>,
     perCommand = this.maxBlocksPerCommand,
   ): Promise<void> {
     if (blocks <= perCommand) {
@@ -352,7 +380,7 @@ export class Namespace {
     const pieces: Promise<unknown>[] = [];
     for (let off = 0; off < blocks; off += perCommand) {
       const n = Math.min(perCommand, blocks - off);
-      pieces.push(fn(slba + BigInt(off), n, off));
+      pieces.push(fn(typeof slba === 'number' ? slba + off : slba + BigInt(off), n, off));
     }
     const results = await Promise.allSettled(pieces);
     for (const r of results) if (r.status === 'rejected') throw r.reason;

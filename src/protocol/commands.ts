@@ -71,6 +71,16 @@ function bool(name: string, v: unknown): boolean {
 
 /** A logical block address: a non-negative safe integer or a bigint below 2^64. */
 export function toLba(name: string, v: unknown): bigint {
+  return BigInt(lbaArg(name, v));
+}
+
+/** An LBA argument as given: a non-negative safe integer stays a number (no BigInt on the I/O path), else a bigint below 2^64. */
+function lbaArg(name: string, v: unknown): bigint | number {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0) return v;
+  return toLbaBig(name, v);
+}
+
+function toLbaBig(name: string, v: unknown): bigint {
   if (typeof v === 'number' && !(Number.isSafeInteger(v) && v >= 0)) {
     throw new InvalidArgumentError(`${name} must be a non-negative safe integer or a bigint, got ${describeValue(v)}`);
   }
@@ -95,8 +105,9 @@ function dataArg(name: string, v: unknown): Uint8Array {
   return v;
 }
 
-function checkRangeEnd(slba: bigint, nlb: number | bigint): void {
-  if (slba + BigInt(nlb) > TWO_64) {
+function checkRangeEnd(slba: bigint | number, nlb: number | bigint): void {
+  // A safe-integer LBA plus any block count stays far below 2^64.
+  if (typeof slba === 'bigint' && slba + BigInt(nlb) > TWO_64) {
     throw new InvalidArgumentError(`slba + nlb exceeds 2^64 (slba ${slba}, nlb ${nlb})`);
   }
 }
@@ -533,12 +544,12 @@ export function abort(o: { sqid: number; cid: number }): NvmeCommand {
 // ---------------------------------------------------------------------------------------------
 // NVM command set I/O commands
 
-function rwFields(opcode: number, nsid: number, slba: bigint, nlb: number, cdw12Flags: number): SqeFields {
+function rwFields(opcode: number, nsid: number, slba: bigint | number, nlb: number, cdw12Flags: number): SqeFields {
   return {
     opcode,
     nsid,
-    cdw10: Number(slba & 0xffffffffn),
-    cdw11: Number(slba >> 32n),
+    cdw10: typeof slba === 'number' ? slba >>> 0 : Number(slba & 0xffffffffn),
+    cdw11: typeof slba === 'number' ? Math.floor(slba / 0x100000000) : Number(slba >> 32n),
     cdw12: ((nlb - 1) | cdw12Flags) >>> 0,
   };
 }
@@ -563,7 +574,7 @@ export interface ReadOptions {
 export function read(o: ReadOptions): NvmeCommand {
   opts('read', o);
   const nsid = ioNsid(o.nsid);
-  const slba = toLba('slba', o.slba);
+  const slba = lbaArg('slba', o.slba);
   const nlb = nlbArg(o.nlb);
   const blockSize = blockSizeArg(o.blockSize);
   checkRangeEnd(slba, nlb);
@@ -597,7 +608,7 @@ function blocksOf(data: Uint8Array, blockSize: number): number {
 export function write(o: WriteOptions): NvmeCommand {
   opts('write', o);
   const nsid = ioNsid(o.nsid);
-  const slba = toLba('slba', o.slba);
+  const slba = lbaArg('slba', o.slba);
   const data = dataArg('data', o.data);
   const blockSize = blockSizeArg(o.blockSize);
   const nlb = blocksOf(data, blockSize);
@@ -610,7 +621,7 @@ export function write(o: WriteOptions): NvmeCommand {
 export function compare(o: { nsid: number; slba: bigint | number; data: Uint8Array; blockSize: number; fua?: boolean }): NvmeCommand {
   opts('compare', o);
   const nsid = ioNsid(o.nsid);
-  const slba = toLba('slba', o.slba);
+  const slba = lbaArg('slba', o.slba);
   const data = dataArg('data', o.data);
   const blockSize = blockSizeArg(o.blockSize);
   const nlb = blocksOf(data, blockSize);
@@ -623,7 +634,7 @@ export function compare(o: { nsid: number; slba: bigint | number; data: Uint8Arr
 export function verify(o: { nsid: number; slba: bigint | number; nlb: number }): NvmeCommand {
   opts('verify', o);
   const nsid = ioNsid(o.nsid);
-  const slba = toLba('slba', o.slba);
+  const slba = lbaArg('slba', o.slba);
   const nlb = nlbArg(o.nlb);
   checkRangeEnd(slba, nlb);
   return cmd('Verify', 'io', rwFields(NvmOpcode.Verify, nsid, slba, nlb, 0));
@@ -650,7 +661,7 @@ export interface WriteZeroesOptions {
 export function writeZeroes(o: WriteZeroesOptions): NvmeCommand {
   opts('writeZeroes', o);
   const nsid = ioNsid(o.nsid);
-  const slba = toLba('slba', o.slba);
+  const slba = lbaArg('slba', o.slba);
   const nlb = nlbArg(o.nlb);
   checkRangeEnd(slba, nlb);
   const flags = (bool('deac', o.deac) ? DEAC : 0) | (bool('fua', o.fua) ? FUA : 0);

@@ -309,7 +309,13 @@ export function encodePdu(pdu: Pdu, opts: EncodeOptions): Buffer[] {
   }
 
   // One allocation: header (+ pad) and, when needed, the 4-byte data digest right after it.
-  const block = allocHeader(ddgst ? headerLen + DIGEST_LENGTH : headerLen);
+  const blockLen = ddgst ? headerLen + DIGEST_LENGTH : headerLen;
+  let block: Buffer;
+  if (type === PduType.CapsuleCmd || type === PduType.CapsuleResp) {
+    // Every header byte is written below (common header, SQE/CQE, header digest); only the pad before PDO is zeroed.
+    block = Buffer.allocUnsafe(blockLen);
+    for (let i = hdrEnd; i < headerLen; i++) block[i] = 0;
+  } else block = allocHeader(blockLen);
   const h = ddgst ? block.subarray(0, headerLen) : block;
   let flags = (hdgst ? PduFlag.HDGSTF : 0) | (ddgst ? PduFlag.DDGSTF : 0);
 

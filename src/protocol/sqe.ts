@@ -111,26 +111,41 @@ export function checkSqeBuffer(sqe: Uint8Array, what: string): void {
   }
 }
 
+/** A checked 32-bit value, little-endian, at b[off..off+4) (inside a buffer known to be large enough). */
+function put32(b: Buffer, off: number, v: number): void {
+  b[off] = v;
+  b[off + 1] = v >>> 8;
+  b[off + 2] = v >>> 16;
+  b[off + 3] = v >>> 24;
+}
+
 /** Encode a 64-byte SQE. DPTR (bytes 24..39) is left zero for the transport to fill. */
 export function encodeSqe(f: SqeFields): Buffer {
   if (f === null || typeof f !== 'object') throw new InvalidArgumentError('encodeSqe: fields object required');
-  const b = Buffer.alloc(SQE_SIZE);
+  // Every byte is written below (DPTR as zeros), so the pooled allocation needs no fill of its own.
+  const b = Buffer.allocUnsafe(SQE_SIZE);
   const opcode = checkInt('opcode', f.opcode, 0, 0xff);
   const fuse = checkInt('fuse', f.fuse ?? 0, 0, 3);
   const psdt = checkInt('psdt', f.psdt ?? 1, 0, 3);
   b[SqeOffset.OPCODE] = opcode;
   b[SqeOffset.FLAGS] = (psdt << 6) | fuse;
-  b.writeUInt16LE(checkInt('cid', f.cid ?? 0, 0, 0xffff), SqeOffset.CID);
-  b.writeUInt32LE(checkDword('nsid', f.nsid ?? 0), SqeOffset.NSID);
-  b.writeUInt32LE(checkDword('cdw2', f.cdw2 ?? 0), SqeOffset.CDW2);
-  b.writeUInt32LE(checkDword('cdw3', f.cdw3 ?? 0), SqeOffset.CDW3);
-  b.writeBigUInt64LE(checkU64('mptr', f.mptr ?? 0n), SqeOffset.MPTR);
-  b.writeUInt32LE(checkDword('cdw10', f.cdw10 ?? 0), SqeOffset.CDW10);
-  b.writeUInt32LE(checkDword('cdw11', f.cdw11 ?? 0), SqeOffset.CDW11);
-  b.writeUInt32LE(checkDword('cdw12', f.cdw12 ?? 0), SqeOffset.CDW12);
-  b.writeUInt32LE(checkDword('cdw13', f.cdw13 ?? 0), SqeOffset.CDW13);
-  b.writeUInt32LE(checkDword('cdw14', f.cdw14 ?? 0), SqeOffset.CDW14);
-  b.writeUInt32LE(checkDword('cdw15', f.cdw15 ?? 0), SqeOffset.CDW15);
+  const cid = checkInt('cid', f.cid ?? 0, 0, 0xffff);
+  b[SqeOffset.CID] = cid;
+  b[SqeOffset.CID + 1] = cid >>> 8;
+  put32(b, SqeOffset.NSID, checkDword('nsid', f.nsid ?? 0));
+  put32(b, SqeOffset.CDW2, checkDword('cdw2', f.cdw2 ?? 0));
+  put32(b, SqeOffset.CDW3, checkDword('cdw3', f.cdw3 ?? 0));
+  if (f.mptr === undefined) {
+    put32(b, SqeOffset.MPTR, 0);
+    put32(b, SqeOffset.MPTR + 4, 0);
+  } else b.writeBigUInt64LE(checkU64('mptr', f.mptr), SqeOffset.MPTR);
+  for (let i = SqeOffset.DPTR; i < SqeOffset.DPTR + 16; i += 4) put32(b, i, 0);
+  put32(b, SqeOffset.CDW10, checkDword('cdw10', f.cdw10 ?? 0));
+  put32(b, SqeOffset.CDW11, checkDword('cdw11', f.cdw11 ?? 0));
+  put32(b, SqeOffset.CDW12, checkDword('cdw12', f.cdw12 ?? 0));
+  put32(b, SqeOffset.CDW13, checkDword('cdw13', f.cdw13 ?? 0));
+  put32(b, SqeOffset.CDW14, checkDword('cdw14', f.cdw14 ?? 0));
+  put32(b, SqeOffset.CDW15, checkDword('cdw15', f.cdw15 ?? 0));
   return b;
 }
 
