@@ -8,6 +8,7 @@ import { makeStatus } from '../src/protocol/cqe.js';
 import { readSgl } from '../src/protocol/sgl.js';
 import { ScriptedPeer, cmdInfo } from './helpers/scripted-peer.js';
 import { ErrorCode, NvmeStatusError } from '../src/errors.js';
+import { waitFor } from './helpers/wait.js';
 
 let peer: ScriptedPeer;
 let qp: QueuePair | undefined;
@@ -280,6 +281,33 @@ describe('QueuePair', () => {
     expect(qp.state).toBe('ready');
     expect(buf.every((b) => b === 0xee)).toBe(true);
     expect(buf2.every((b) => b === 0xdd)).toBe(true);
+    expect(qp.outstanding).toBe(0);
+  });
+
+  it('stops placing a data PDU the moment its command is aborted, even in the middle of its payload', async () => {
+    const { qp, conn } = await open({ depth: 2 });
+    const buf = Buffer.alloc(4096, 0xee);
+    const ac = new AbortController();
+    const p = qp.submit(readCmd(8), { readInto: buf, signal: ac.signal });
+    const [c] = await conn.commands(1);
+    const { cid } = cmdInfo(c!);
+    const { encodePdu } = await import('../src/protocol/pdu.js');
+    const pdu = Buffer.concat(encodePdu({ type: PduType.C2HData, cccid: cid, datao: 0, last: true, success: true, data: Buffer.alloc(4096, 7) }, NO_DIGESTS));
+    // The header and the first 1000 payload bytes arrive and are placed; then the caller gives up.
+    conn.sendRaw(pdu.subarray(0, 24 + 1000));
+    await waitFor(() => buf[999] === 7, 5000, 'the first part of the payload placed');
+    ac.abort();
+    await expect(p).rejects.toMatchObject({ code: ErrorCode.ABORTED });
+    const snapshot = Buffer.from(buf);
+    expect(snapshot[1000]).toBe(0xee);
+    // The rest of the PDU arrives after the rejection: it is read and dropped, never written into the caller's buffer.
+    conn.sendRaw(pdu.subarray(24 + 1000));
+    const q = qp.submit(cmds.keepAlive());
+    const [k] = await conn.commands(1);
+    conn.respond(cmdInfo(k!).cid);
+    await q;
+    expect(qp.state).toBe('ready');
+    expect(buf.equals(snapshot)).toBe(true);
     expect(qp.outstanding).toBe(0);
   });
 

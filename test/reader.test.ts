@@ -585,6 +585,23 @@ describe('PduReader direct data placement', () => {
     expect(b!.data.equals(pattern(10, 2))).toBe(true);
   });
 
+  it('discardPlacement stops placing mid-payload: the rest is read and dropped, the digest not judged', () => {
+    const dest = Buffer.alloc(100, 0xee);
+    const r = new PduReader({ role: 'host', ddgst: true, placeData: () => dest });
+    const pdu = c2hData(4, pattern(100, 1), { dd: true, badDdgst: true });
+    const out: Pdu[] = [];
+    expect(r.placingCccid).toBe(-1);
+    r.feed(pdu.subarray(0, 24 + 30), (p) => out.push(p));
+    expect(r.placingCccid).toBe(4);
+    expect(dest.subarray(0, 30).equals(pattern(100, 1).subarray(0, 30))).toBe(true);
+    r.discardPlacement();
+    expect(r.placingCccid).toBe(-1);
+    r.feed(Buffer.concat([pdu.subarray(24 + 30), capsuleResp(5)]), (p) => out.push(p));
+    expect(dest.subarray(30).every((b) => b === 0xee)).toBe(true);
+    expect(out.map((p) => p.type)).toEqual([7, 5]);
+    expect((out[0] as Extract<Pdu, { type: 7 }>).dataDigestError).toBeUndefined();
+  });
+
   it('flags a data digest mismatch computed over the placed payload', () => {
     const dest = Buffer.alloc(64);
     const r = new PduReader({ role: 'host', ddgst: true, placeData: () => dest });

@@ -233,6 +233,20 @@ export class PduReader {
     this.maxData = checkLimit('maxDataLength', n);
   }
 
+  /** CCCID of the data PDU whose payload is being placed right now (header read, payload not complete), else -1. */
+  get placingCccid(): number {
+    const p = this.placedPdu;
+    return p !== null && this.dest !== null && (p.type === PduType.C2HData || p.type === PduType.H2CData) ? p.cccid : -1;
+  }
+
+  /**
+   * Stop placing the payload in progress (its command settled early): the rest of it is read and discarded, and its
+   * data digest is not judged. The PDU is still delivered when it ends (its `data` the destination it was given).
+   */
+  discardPlacement(): void {
+    this.dest = null;
+  }
+
   /** Bytes currently held waiting for the rest of a PDU (placed payload bytes are not held: they are placed). */
   get buffered(): number {
     switch (this.stage) {

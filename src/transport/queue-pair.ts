@@ -609,6 +609,8 @@ export class QueuePair {
   private abortEntry(e: Entry, err: Error): void {
     if (e.settled) return;
     this.settle(e);
+    // Its data PDU may be half placed: the rest goes nowhere, never into a buffer the caller has got back.
+    if (e.sent && this.stream.reader.placingCccid === e.cid) this.stream.reader.discardPlacement();
     if (e.sent && chEnd.hasSubscribers) {
       this.publishEnd(e, err instanceof TimeoutError ? 'timeout' : err instanceof AbortedError ? 'aborted' : 'error', undefined, err);
     }
