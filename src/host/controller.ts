@@ -40,6 +40,7 @@ import type { TlsPskCredentials } from '../protocol/tls-psk.js';
 import { AnaTracker, readAnaLog, type AnaDiff, type AnaRefreshReason } from './ana.js';
 import { anaStateFromPathStatus, type AnaStateName } from '../protocol/ana.js';
 import { AsyncEventEngine, type AsyncEventStatus } from './aer.js';
+import { startKeepAlive, stopKeepAlive } from './keep-alive.js';
 import {
   EventHub,
   type ControllerEvent,
@@ -200,7 +201,6 @@ export class Controller {
   private admin!: QueuePair;
   private ioqs: QueuePair[] = [];
   private _state: ControllerState = 'connecting';
-  private kaTimer: NodeJS.Timeout | undefined;
   private kaInFlight = false;
   private failure: Error | undefined;
   private destroying = false;
@@ -686,8 +686,12 @@ export class Controller {
 
   private startKeepAlive(): void {
     if (this.kato <= 0) return;
-    const interval = Math.max(100, Math.floor(this.kato / 2));
-    this.kaTimer = setInterval(() => {
+    startKeepAlive(this.keepAliveClient, Math.max(100, Math.floor(this.kato / 2)));
+  }
+
+  /** What the process-wide keep-alive scheduler calls, every KATO/2 or a little earlier. */
+  private readonly keepAliveClient = {
+    send: (): void => {
       if (this.kaInFlight || this._state !== 'live') return;
       this.kaInFlight = true;
       const sentAt = performance.now();
@@ -702,9 +706,8 @@ export class Controller {
           this.kaInFlight = false;
           if (this._state === 'live') this.destroy(new KeepAliveError(`keep-alive to controller ${this.cntlid} of ${this.subnqn} failed: ${err.message}`, { cause: err }));
         });
-    }, interval);
-    this.kaTimer.unref();
-  }
+    },
+  };
 
   /** Submit a raw admin command. Status errors reject with NvmeStatusError. */
   adminCommand(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
@@ -858,8 +861,7 @@ export class Controller {
   }
 
   private stopKeepAlive(): void {
-    if (this.kaTimer) clearInterval(this.kaTimer);
-    this.kaTimer = undefined;
+    stopKeepAlive(this.keepAliveClient);
   }
 
   private onQueueClosed(qid: number, err: Error | undefined): void {
