@@ -229,7 +229,7 @@ export class QueuePair {
   private readonly busyPoll: boolean;
   private readonly onStatusError: ((cmd: NvmeCommand, cqe: Cqe) => void) | undefined;
 
-  private constructor(opts: QueuePairOptions, socket: net.Socket | TlsSocket) {
+  private constructor(opts: QueuePairOptions, socket: net.Socket | TlsSocket, relay: ReadRelay | undefined) {
     this.qid = opts.qid;
     this.host = opts.host;
     this.port = opts.port;
@@ -258,7 +258,8 @@ export class QueuePair {
     });
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
     socket.setNoDelay(true);
-    socket.on('data', (chunk: Buffer) => this.stream.receive(chunk));
+    if (relay) relay.deliver = (chunk) => this.stream.receive(chunk);
+    else socket.on('data', (chunk: Buffer) => this.stream.receive(chunk));
     socket.on('error', (err: Error) => this.destroy(err instanceof TlsError ? err : new ConnectionClosedError(`queue ${this.qid}: socket error: ${err.message}`, { cause: err })));
     socket.on('close', () => {
       if (this._state !== 'closed') this.destroy(new ConnectionClosedError(`queue ${this.qid}: connection closed by the controller`));
@@ -273,9 +274,12 @@ export class QueuePair {
     }
     const timeoutMs = opts.connectTimeout ?? 10_000;
     opts.signal?.throwIfAborted?.();
-    const tcp = opts.socket ?? (await connectSocket(opts.host, opts.port, timeoutMs, opts.signal));
+    // A plain TCP connection the queue pair opens itself reads into the shared buffer; TLS needs the socket's data
+    // events, and a socket handed in (tests) already has its reading set up.
+    const relay: ReadRelay | undefined = opts.socket || opts.tls ? undefined : { deliver: undefined };
+    const tcp = opts.socket ?? (await connectSocket(opts.host, opts.port, timeoutMs, opts.signal, relay));
     const socket = opts.tls ? await tlsConnect(tcp, { ...opts.tls, timeoutMs, signal: opts.signal, peer: `${opts.host}:${opts.port} (queue ${opts.qid})` }) : tcp;
-    const qp = new QueuePair(opts, socket);
+    const qp = new QueuePair(opts, socket, relay);
     try {
       await qp.negotiate(opts, timeoutMs);
     } catch (err) {
@@ -742,9 +746,28 @@ export function fesName(fes: number): string {
   return FES_NAMES[fes] ?? `unknown fatal error status ${fes}`;
 }
 
-async function connectSocket(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
+/**
+ * Where the bytes of a socket that reads into the shared buffer go: the queue pair's PDU stream, once it exists
+ * (nothing arrives before the queue pair sends ICReq).
+ */
+interface ReadRelay {
+  deliver: ((chunk: Buffer) => void) | undefined;
+}
+
+/**
+ * Every queue pair of the process reads its socket into this one buffer: the PDU reader copies what it keeps (payloads
+ * into their commands' buffers, partial headers into its own) before the read callback returns, so the next read,
+ * of any socket, may overwrite it. No allocation per socket read, and no memory held per idle connection.
+ */
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
+
+async function connectSocket(host: string, port: number, timeoutMs: number, signal?: AbortSignal, relay?: ReadRelay): Promise<net.Socket> {
   return new Promise<net.Socket>((resolve, reject) => {
-    const socket = net.connect({ host, port });
+    const socket = net.connect(
+      relay
+        ? { host, port, onread: { buffer: READ_BUFFER, callback: (n: number) => (relay.deliver?.(READ_BUFFER.subarray(0, n)), true) } }
+        : { host, port },
+    );
     let done = false;
     const finish = (err?: Error) => {
       if (done) return;
