@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { decodeSqe, encodeSqe, getCid, getFctype, getOpcode, setCid, type SqeFields } from '../src/protocol/sqe.js';
+import { decodeSqe, encodeNvmSqe, encodeSqe, getCid, getFctype, getOpcode, setCid, type SqeFields } from '../src/protocol/sqe.js';
 import { inCapsuleSgl, readSgl, transportSgl, writeSgl } from '../src/protocol/sgl.js';
 import { InvalidArgumentError } from '../src/errors.js';
 
@@ -198,6 +198,20 @@ describe('property: encode/decode round trip', () => {
         want[1] = want[1]! & 0xc3;
         want.fill(0, 24, 40);
         expect(again).toEqual(want);
+      }),
+    );
+  });
+});
+
+describe('encodeNvmSqe', () => {
+  it('writes the same 64 bytes as encodeSqe with the same fields, whatever the buffer pool held before', () => {
+    const u32 = fc.integer({ min: 0, max: 0xffffffff });
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xff }), u32, u32, u32, u32, (opcode, nsid, cdw10, cdw11, cdw12) => {
+        // Dirty the pool so that a missing zero would show.
+        Buffer.allocUnsafe(64).fill(0xa5);
+        const fast = encodeNvmSqe(opcode, nsid, cdw10, cdw11, cdw12);
+        expect(fast).toEqual(encodeSqe({ opcode, nsid, cdw10, cdw11, cdw12 }));
       }),
     );
   });

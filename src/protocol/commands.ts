@@ -26,7 +26,7 @@ import {
 } from './constants.js';
 import type { Cqe } from './cqe.js';
 import { NQN_FIELD_SIZE, parseUuid, readNqnField, validateNqn, writeNqnField } from './nqn.js';
-import { checkDword, checkInt, checkU64, describeValue, encodeSqe, SqeOffset, type SqeFields } from './sqe.js';
+import { checkDword, checkInt, checkU64, describeValue, encodeNvmSqe, encodeSqe, SqeOffset, type SqeFields } from './sqe.js';
 
 /** The unit of work handed to the transport. */
 export interface NvmeCommand {
@@ -112,8 +112,8 @@ function checkRangeEnd(slba: bigint | number, nlb: number | bigint): void {
   }
 }
 
-function cmd(name: string, kind: NvmeCommand['kind'], fields: SqeFields, extra: { data?: Uint8Array; readLength?: number } = {}): NvmeCommand {
-  const c: NvmeCommand = { sqe: encodeSqe(fields), name };
+function cmd(name: string, kind: NvmeCommand['kind'], fields: SqeFields | Buffer, extra: { data?: Uint8Array; readLength?: number } = {}): NvmeCommand {
+  const c: NvmeCommand = { sqe: Buffer.isBuffer(fields) ? fields : encodeSqe(fields), name };
   if (kind !== undefined) c.kind = kind;
   if (extra.data !== undefined) c.data = extra.data;
   if (extra.readLength !== undefined) c.readLength = extra.readLength;
@@ -544,14 +544,11 @@ export function abort(o: { sqid: number; cid: number }): NvmeCommand {
 // ---------------------------------------------------------------------------------------------
 // NVM command set I/O commands
 
-function rwFields(opcode: number, nsid: number, slba: bigint | number, nlb: number, cdw12Flags: number): SqeFields {
-  return {
-    opcode,
-    nsid,
-    cdw10: typeof slba === 'number' ? slba >>> 0 : Number(slba & 0xffffffffn),
-    cdw11: typeof slba === 'number' ? Math.floor(slba / 0x100000000) : Number(slba >> 32n),
-    cdw12: ((nlb - 1) | cdw12Flags) >>> 0,
-  };
+/** The SQE of a read/write-family command (SLBA in CDW10-11, NLB 0's based and flags in CDW12), from checked values. */
+function rwSqe(opcode: number, nsid: number, slba: bigint | number, nlb: number, cdw12Flags: number): Buffer {
+  const lo = typeof slba === 'number' ? slba >>> 0 : Number(slba & 0xffffffffn);
+  const hi = typeof slba === 'number' ? Math.floor(slba / 0x100000000) : Number(slba >> 32n);
+  return encodeNvmSqe(opcode, nsid, lo, hi, ((nlb - 1) | cdw12Flags) >>> 0);
 }
 
 const FUA = 1 << 30;
@@ -581,7 +578,7 @@ export function read(o: ReadOptions): NvmeCommand {
   const readLength = nlb * blockSize;
   if (readLength > U32_MAX) throw new InvalidArgumentError(`nlb * blockSize (${readLength}) exceeds 4 GiB - 1`);
   const flags = bool('fua', o.fua) ? FUA : 0;
-  return cmd('Read', 'io', rwFields(NvmOpcode.Read, nsid, slba, nlb, flags), { readLength });
+  return cmd('Read', 'io', rwSqe(NvmOpcode.Read, nsid, slba, nlb, flags), { readLength });
 }
 
 /** Options for {@link write}. */
@@ -614,7 +611,7 @@ export function write(o: WriteOptions): NvmeCommand {
   const nlb = blocksOf(data, blockSize);
   checkRangeEnd(slba, nlb);
   const flags = bool('fua', o.fua) ? FUA : 0;
-  return cmd('Write', 'io', rwFields(NvmOpcode.Write, nsid, slba, nlb, flags), { data });
+  return cmd('Write', 'io', rwSqe(NvmOpcode.Write, nsid, slba, nlb, flags), { data });
 }
 
 /** Compare (NVM 05h): compares `data` with the blocks on the media. */
@@ -627,7 +624,7 @@ export function compare(o: { nsid: number; slba: bigint | number; data: Uint8Arr
   const nlb = blocksOf(data, blockSize);
   checkRangeEnd(slba, nlb);
   const flags = bool('fua', o.fua) ? FUA : 0;
-  return cmd('Compare', 'io', rwFields(NvmOpcode.Compare, nsid, slba, nlb, flags), { data });
+  return cmd('Compare', 'io', rwSqe(NvmOpcode.Compare, nsid, slba, nlb, flags), { data });
 }
 
 /** Verify (NVM 0Ch): checks that the blocks can be read, without transferring data. */
@@ -637,7 +634,7 @@ export function verify(o: { nsid: number; slba: bigint | number; nlb: number }):
   const slba = lbaArg('slba', o.slba);
   const nlb = nlbArg(o.nlb);
   checkRangeEnd(slba, nlb);
-  return cmd('Verify', 'io', rwFields(NvmOpcode.Verify, nsid, slba, nlb, 0));
+  return cmd('Verify', 'io', rwSqe(NvmOpcode.Verify, nsid, slba, nlb, 0));
 }
 
 /** Flush (NVM 00h) for `nsid` (FFFFFFFFh: all namespaces, if the controller supports it). */
@@ -665,7 +662,7 @@ export function writeZeroes(o: WriteZeroesOptions): NvmeCommand {
   const nlb = nlbArg(o.nlb);
   checkRangeEnd(slba, nlb);
   const flags = (bool('deac', o.deac) ? DEAC : 0) | (bool('fua', o.fua) ? FUA : 0);
-  return cmd('Write Zeroes', 'io', rwFields(NvmOpcode.WriteZeroes, nsid, slba, nlb, flags));
+  return cmd('Write Zeroes', 'io', rwSqe(NvmOpcode.WriteZeroes, nsid, slba, nlb, flags));
 }
 
 /** One Dataset Management range. */

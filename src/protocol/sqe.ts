@@ -149,6 +149,23 @@ export function encodeSqe(f: SqeFields): Buffer {
   return b;
 }
 
+/**
+ * @internal The SQE of an NVM command whose only fields are the opcode, NSID and CDW10-12 (Read, Write, Compare,
+ * Verify, Write Zeroes), from values its builder has already checked: the same bytes as `encodeSqe` with those
+ * fields (PSDT 01b, everything else zero), without the per-field checks.
+ */
+export function encodeNvmSqe(opcode: number, nsid: number, cdw10: number, cdw11: number, cdw12: number): Buffer {
+  const b = Buffer.allocUnsafe(SQE_SIZE);
+  for (let i = 0; i < SQE_SIZE; i += 4) put32(b, i, 0);
+  b[SqeOffset.OPCODE] = opcode;
+  b[SqeOffset.FLAGS] = 1 << 6;
+  put32(b, SqeOffset.NSID, nsid);
+  put32(b, SqeOffset.CDW10, cdw10);
+  put32(b, SqeOffset.CDW11, cdw11);
+  put32(b, SqeOffset.CDW12, cdw12);
+  return b;
+}
+
 /** Decode a 64-byte SQE (bytes beyond 64 are ignored). */
 export function decodeSqe(sqe: Buffer): DecodedSqe {
   checkSqeBuffer(sqe, 'decodeSqe');

@@ -509,7 +509,7 @@ export class QueuePair {
     }
     e.received += h.datal;
     if (e.settled) return null;
-    return buf.subarray(h.datao, h.datao + h.datal);
+    return h.datao === 0 && h.datal === buf.length ? buf : buf.subarray(h.datao, h.datao + h.datal);
   }
 
   private onC2HData(cccid: number, success: boolean, digestError: boolean): void {
