@@ -593,12 +593,14 @@ describe('PduReader direct data placement', () => {
     expect(r.placingCccid).toBe(-1);
     r.feed(pdu.subarray(0, 24 + 30), (p) => out.push(p));
     expect(r.placingCccid).toBe(4);
+    expect(r.payloadRemaining).toBe(70);
     expect(dest.subarray(0, 30).equals(pattern(100, 1).subarray(0, 30))).toBe(true);
     r.discardPlacement();
     expect(r.placingCccid).toBe(-1);
     r.feed(Buffer.concat([pdu.subarray(24 + 30), capsuleResp(5)]), (p) => out.push(p));
     expect(dest.subarray(30).every((b) => b === 0xee)).toBe(true);
     expect(out.map((p) => p.type)).toEqual([7, 5]);
+    expect(r.payloadRemaining).toBe(0);
     expect((out[0] as Extract<Pdu, { type: 7 }>).dataDigestError).toBeUndefined();
   });
 

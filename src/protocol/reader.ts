@@ -239,6 +239,11 @@ export class PduReader {
     return p !== null && this.dest !== null && (p.type === PduType.C2HData || p.type === PduType.H2CData) ? p.cccid : -1;
   }
 
+  /** Bytes of the placed data PDU in progress still to arrive (its payload), 0 when none is in progress. */
+  get payloadRemaining(): number {
+    return this.stage === Stage.Payload ? this.payloadLen - this.destPos : 0;
+  }
+
   /**
    * Stop placing the payload in progress (its command settled early): the rest of it is read and discarded, and its
    * data digest is not judged. The PDU is still delivered when it ends (its `data` the destination it was given).

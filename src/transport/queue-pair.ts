@@ -258,7 +258,10 @@ export class QueuePair {
     });
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
     socket.setNoDelay(true);
-    if (relay) relay.deliver = (chunk) => this.stream.receive(chunk);
+    if (relay) {
+      relay.deliver = (chunk) => this.stream.receive(chunk);
+      relay.large = () => this.stream.reader.payloadRemaining >= LARGE_READ_MIN;
+    }
     else socket.on('data', (chunk: Buffer) => this.stream.receive(chunk));
     socket.on('error', (err: Error) => this.destroy(err instanceof TlsError ? err : new ConnectionClosedError(`queue ${this.qid}: socket error: ${err.message}`, { cause: err })));
     socket.on('close', () => {
@@ -276,7 +279,7 @@ export class QueuePair {
     opts.signal?.throwIfAborted?.();
     // A plain TCP connection the queue pair opens itself reads into the shared buffer; TLS needs the socket's data
     // events, and a socket handed in (tests) already has its reading set up.
-    const relay: ReadRelay | undefined = opts.socket || opts.tls ? undefined : { deliver: undefined };
+    const relay: ReadRelay | undefined = opts.socket || opts.tls ? undefined : { deliver: undefined, large: undefined };
     const tcp = opts.socket ?? (await connectSocket(opts.host, opts.port, timeoutMs, opts.signal, relay));
     const socket = opts.tls ? await tlsConnect(tcp, { ...opts.tls, timeoutMs, signal: opts.signal, peer: `${opts.host}:${opts.port} (queue ${opts.qid})` }) : tcp;
     const qp = new QueuePair(opts, socket, relay);
@@ -752,20 +755,37 @@ export function fesName(fes: number): string {
  */
 interface ReadRelay {
   deliver: ((chunk: Buffer) => void) | undefined;
+  /** Whether the next read should be a large one (a large payload is arriving). */
+  large: (() => boolean) | undefined;
 }
 
 /**
  * Every queue pair of the process reads its socket into this one buffer: the PDU reader copies what it keeps (payloads
  * into their commands' buffers, partial headers into its own) before the read callback returns, so the next read,
  * of any socket, may overwrite it. No allocation per socket read, and no memory held per idle connection.
+ *
+ * Reads take 64 KiB at a time, or the whole megabyte while a payload of at least 16 KiB is arriving. Measured against
+ * SPDK: large reads drain a stream of 128 KiB C2HData PDUs in far fewer system calls (sequential 128 KiB reads at QD8
+ * went from about 1.3-2.3 to 2.6-3.0 GB/s), while for small commands they hurt (4 KiB reads at QD32 fell from about
+ * 180K to 100K IOPS: one large read hands over every completion at once, and host and controller then take turns).
  */
-const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
+const READ_BUFFER = Buffer.allocUnsafeSlow(1024 * 1024);
+const READ_SMALL = READ_BUFFER.subarray(0, 64 * 1024);
+const LARGE_READ_MIN = 16 * 1024;
 
 async function connectSocket(host: string, port: number, timeoutMs: number, signal?: AbortSignal, relay?: ReadRelay): Promise<net.Socket> {
   return new Promise<net.Socket>((resolve, reject) => {
     const socket = net.connect(
       relay
-        ? { host, port, onread: { buffer: READ_BUFFER, callback: (n: number) => (relay.deliver?.(READ_BUFFER.subarray(0, n)), true) } }
+        ? {
+            host,
+            port,
+            onread: {
+              // Both sizes are views of the same memory from offset 0, so a read's bytes are always READ_BUFFER[0, n).
+              buffer: () => (relay.large?.() ? READ_BUFFER : READ_SMALL),
+              callback: (n: number) => (relay.deliver?.(READ_BUFFER.subarray(0, n)), true),
+            },
+          }
         : { host, port },
     );
     let done = false;
