@@ -233,7 +233,7 @@ async function main(): Promise<void> {
   }
   let scale: unknown;
   if (scaleCount > 0) {
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', join(here, 'idle-controllers.ts'), '--count', String(scaleCount)], { cwd: repo, maxBuffer: 1 << 20 });
+    const { stdout } = await run(process.execPath, ['--expose-gc', '--import', 'tsx', join(here, 'idle-controllers.ts'), '--count', String(scaleCount)], { cwd: repo, maxBuffer: 1 << 20 });
     scale = JSON.parse(stdout);
   }
   if (values.json) {

@@ -3,13 +3,14 @@
  * process against the embedded target running in another process, then report this process's RSS and the CPU it
  * spends idle over --seconds. Prints one JSON object.
  *
- *   node --import tsx integration/bench/idle-controllers.ts [--count 1000] [--seconds 20] [--kato 5000]
+ *   npm run build && node --expose-gc --import tsx integration/bench/idle-controllers.ts [--count 1000] [--seconds 20] [--kato 5000]
  */
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { connect, type Controller } from '../../src/index.js';
+// The built library, as a user's process runs it (npm run bench builds first).
+import { connect, type Controller } from '../../dist/index.js';
 
 const { values } = parseArgs({
   options: { count: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '20' }, kato: { type: 'string', default: '5000' } },
