@@ -17,3 +17,4 @@ export {
   type CommandStartMessage,
   type CommandEndMessage,
 } from './queue-pair.js';
+export type { TlsClientOptions, TlsSessionInfo } from './tls13/client.js';
