@@ -7,17 +7,21 @@
  */
 import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-// The built library, as a user's process runs it (npm run bench builds first).
-import { connect, type Controller } from '../../dist/index.js';
+import type * as Library from '../../src/index.js';
+
+type Controller = Library.Controller;
+const here = dirname(fileURLToPath(import.meta.url));
+// The built library, as a user's process runs it (npm run bench builds first); typed from the sources it is built from,
+// so a type check needs no build.
+const { connect } = (await import(pathToFileURL(join(here, '../../dist/index.js')).href)) as typeof Library;
 
 const { values } = parseArgs({
   options: { count: { type: 'string', default: '1000' }, seconds: { type: 'string', default: '20' }, kato: { type: 'string', default: '5000' } },
 });
 const count = Number(values.count);
 const seconds = Number(values.seconds);
-const here = dirname(fileURLToPath(import.meta.url));
 
 const child = spawn(process.execPath, ['--import', 'tsx', join(here, 'embedded-target.ts'), '--max-io-queues', '4'], { stdio: ['ignore', 'pipe', 'inherit'] });
 const port = await new Promise<number>((resolve, reject) => {
