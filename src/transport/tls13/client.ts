@@ -7,9 +7,10 @@
  * not used: it cannot offer an external PSK with a SHA-384 handshake, and its SHA-256 PSK support depends on the
  * cipher list; one implementation serves both suites the same way.
  *
- * Every failure is a TlsError (NVMEOF_ERR_TLS) naming the reason: the alert the target sent, a Finished that does
- * not verify (wrong key), a cipher suite, version or key share the client did not offer. Keys never appear in
- * messages.
+ * The protocol is `TlsClientCore`, a synchronous state machine without I/O that reads the wire only through the codecs
+ * of wire.ts; `TlsSocket` moves bytes between it and the socket. Every failure is a TlsError (NVMEOF_ERR_TLS) naming
+ * the reason: the alert the target sent, a Finished that does not verify (wrong key), a cipher suite, version or key
+ * share the client did not offer, bytes that do not parse. Keys never appear in messages.
  */
 import { Buffer } from 'node:buffer';
 import { createCipheriv, createDecipheriv, createECDH, createHash, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, timingSafeEqual, type Hash, type KeyObject } from 'node:crypto';
@@ -31,59 +32,39 @@ import {
   verifyData,
   type CipherSuite,
 } from './key-schedule.js';
+import {
+  Alert,
+  AlertDescription,
+  ContentType,
+  Ext,
+  HandshakeReader,
+  HandshakeType,
+  MAX_PLAINTEXT,
+  RecordReader,
+  TLS12,
+  TLS13,
+  TlsAbort,
+  alertName,
+  parseAlert,
+  parseEncryptedExtensions,
+  parseFinished,
+  parseInnerPlaintext,
+  parseKeyUpdate,
+  parseNewSessionTicket,
+  parseServerHello,
+  type EncryptedExtensions,
+  type HandshakeMessage,
+  type ServerHello,
+  type TlsRecord,
+} from './wire.js';
 
 const debug = debuglog('nvmeof:tls');
 
-/** Record content types (RFC 8446 5.1). */
-const ContentType = { ChangeCipherSpec: 20, Alert: 21, Handshake: 22, ApplicationData: 23 } as const;
-/** Handshake message types (RFC 8446 4). */
-const HandshakeType = {
-  ClientHello: 1,
-  ServerHello: 2,
-  NewSessionTicket: 4,
-  EncryptedExtensions: 8,
-  Certificate: 11,
-  CertificateRequest: 13,
-  Finished: 20,
-  KeyUpdate: 24,
-} as const;
-const Ext = { SupportedGroups: 10, SignatureAlgorithms: 13, PreSharedKey: 41, SupportedVersions: 43, PskKeyExchangeModes: 45, KeyShare: 51 } as const;
 const Group = { secp256r1: 0x0017, x25519: 0x001d } as const;
-const TLS13 = 0x0304;
-const MAX_PLAINTEXT = 1 << 14;
-const MAX_CIPHERTEXT = MAX_PLAINTEXT + 256;
-const HRR_RANDOM = Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex');
 /** Records sent under one key before the client rotates it with KeyUpdate (well inside AES-GCM's limits). */
 const DEFAULT_KEY_UPDATE_AFTER = 1 << 23;
 
-/** Alert descriptions (RFC 8446 6). */
-export const AlertDescription: Record<number, string> = {
-  0: 'close_notify',
-  10: 'unexpected_message',
-  20: 'bad_record_mac',
-  22: 'record_overflow',
-  40: 'handshake_failure',
-  42: 'bad_certificate',
-  47: 'illegal_parameter',
-  48: 'unknown_ca',
-  50: 'decode_error',
-  51: 'decrypt_error',
-  70: 'protocol_version',
-  71: 'insufficient_security',
-  80: 'internal_error',
-  86: 'inappropriate_fallback',
-  90: 'user_canceled',
-  109: 'missing_extension',
-  110: 'unsupported_extension',
-  112: 'unrecognized_name',
-  115: 'unknown_psk_identity',
-  116: 'certificate_required',
-  120: 'no_application_protocol',
-};
-
-function alertName(d: number): string {
-  return AlertDescription[d] ?? `alert ${d}`;
-}
+export { AlertDescription };
 
 /**
  * What the target's alert most likely means for an NVMe host. Before the ServerHello the only thing a target can
@@ -160,64 +141,18 @@ function ext(type: number, body: Uint8Array): Buffer {
   return Buffer.concat([u16(type), vec16(body)]);
 }
 
-/** A bounds-checked reader; running past the end is a decode_error. */
-class Cursor {
-  pos = 0;
-  constructor(
-    readonly buf: Buffer,
-    private readonly what: string,
-  ) {}
-  private need(n: number): void {
-    if (this.pos + n > this.buf.length) throw new TlsAbort(50, `${this.what} is truncated`);
-  }
-  u8(): number {
-    this.need(1);
-    return this.buf[this.pos++]!;
-  }
-  u16(): number {
-    this.need(2);
-    const v = this.buf.readUInt16BE(this.pos);
-    this.pos += 2;
-    return v;
-  }
-  bytes(n: number): Buffer {
-    this.need(n);
-    const b = this.buf.subarray(this.pos, this.pos + n);
-    this.pos += n;
-    return b;
-  }
-  vec8(): Buffer {
-    return this.bytes(this.u8());
-  }
-  vec16(): Buffer {
-    return this.bytes(this.u16());
-  }
-  get done(): boolean {
-    return this.pos === this.buf.length;
-  }
-}
-
-/** A failure this side detected: the alert it sends and the reason. */
-class TlsAbort extends Error {
-  constructor(
-    readonly alert: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Key exchange
 
-interface KeyShare {
+/** One (EC)DHE key share the client offers: its public value and the computation of the shared secret. */
+export interface KeyShare {
   group: 'x25519' | 'secp256r1';
   id: number;
   pub: Buffer;
   compute(peer: Buffer): Buffer;
 }
 
-function x25519Share(): KeyShare {
+export function x25519Share(): KeyShare {
   const { privateKey, publicKey } = generateKeyPairSync('x25519');
   const jwk = publicKey.export({ format: 'jwk' });
   return {
@@ -232,14 +167,20 @@ function x25519Share(): KeyShare {
       } catch {
         throw new TlsAbort(47, 'the target sent an invalid X25519 key share');
       }
-      const shared = diffieHellman({ privateKey, publicKey: pk });
+      let shared: Buffer;
+      try {
+        shared = diffieHellman({ privateKey, publicKey: pk });
+      } catch {
+        // OpenSSL refuses a small-order point (its result would be all zeros).
+        throw new TlsAbort(47, 'the target sent an X25519 key share of small order');
+      }
       if (shared.every((b) => b === 0)) throw new TlsAbort(47, 'the X25519 shared secret is all zeros');
       return shared;
     },
   };
 }
 
-function p256Share(): KeyShare {
+export function p256Share(): KeyShare {
   const ecdh = createECDH('prime256v1');
   const pub = ecdh.generateKeys();
   return {
@@ -300,6 +241,71 @@ export function buildClientHello(o: {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Accepting what the server chose
+
+/** What the ClientHello offered, for checking the ServerHello against it. */
+export interface ClientOffer {
+  suite: CipherSuite;
+  shares: KeyShare[];
+  identity: string;
+}
+
+/**
+ * Check a parsed ServerHello against the offer (one PSK identity, one suite, psk_dhe_ke, the offered groups) and
+ * compute the (EC)DHE shared secret. Throws `TlsAbort` with the alert to send.
+ */
+export function acceptServerHello(sh: ServerHello, offer: ClientOffer): { share: KeyShare; shared: Buffer } {
+  if (sh.helloRetryRequest) {
+    throw new TlsAbort(Alert.HandshakeFailure, `the target sent a HelloRetryRequest: it accepts none of the key share groups offered (${offer.shares.map((s) => s.group).join(', ')})`);
+  }
+  if (sh.sessionId.length !== 0) throw new TlsAbort(Alert.IllegalParameter, 'the target echoed a session id that was not sent');
+  if (sh.cipherSuite !== offer.suite.id) {
+    throw new TlsAbort(Alert.IllegalParameter, `cipher not acceptable: the target chose 0x${sh.cipherSuite.toString(16).padStart(4, '0')}, the PSK's hash allows only ${offer.suite.name}`);
+  }
+  if (sh.compression !== 0) throw new TlsAbort(Alert.IllegalParameter, 'the target chose a compression method');
+  for (const t of sh.extensions.keys()) {
+    if (t !== Ext.SupportedVersions && t !== Ext.KeyShare && t !== Ext.PreSharedKey) throw new TlsAbort(Alert.UnsupportedExtension, `the target sent extension ${t} in its ServerHello`);
+  }
+  const version = sh.version;
+  if (version !== TLS13) throw new TlsAbort(Alert.ProtocolVersion, `version not acceptable: the target did not negotiate TLS 1.3${version !== undefined ? ` (0x${version.toString(16)})` : ' (TLS 1.2 or older)'}`);
+  if (sh.legacyVersion !== TLS12) throw new TlsAbort(Alert.IllegalParameter, `the target's ServerHello has legacy_version 0x${sh.legacyVersion.toString(16)} (0x0303 in TLS 1.3)`);
+  if (sh.selectedIdentity === undefined) throw new TlsAbort(Alert.HandshakeFailure, `the target did not accept the PSK identity ${JSON.stringify(offer.identity)}`);
+  if (sh.selectedIdentity !== 0) throw new TlsAbort(Alert.IllegalParameter, `the target selected PSK identity ${sh.selectedIdentity}; one was offered`);
+  const ks = sh.keyShare;
+  if (ks === undefined) throw new TlsAbort(Alert.MissingExtension, 'the target chose psk_ke without a key share; only psk_dhe_ke is offered');
+  const share = offer.shares.find((s) => s.id === ks.group);
+  if (share === undefined) throw new TlsAbort(Alert.IllegalParameter, `the target chose key share group 0x${ks.group.toString(16)}, which was not offered`);
+  return { share, shared: share.compute(ks.key) };
+}
+
+/** Extensions a server may send in EncryptedExtensions only in answer to the client's (RFC 8446 4.2). */
+const NOT_IN_ENCRYPTED_EXTENSIONS = new Set<number>([
+  Ext.SignatureAlgorithms,
+  Ext.PreSharedKey,
+  Ext.SupportedVersions,
+  Ext.Cookie,
+  Ext.PskKeyExchangeModes,
+  Ext.CertificateAuthorities,
+  Ext.OidFilters,
+  Ext.PostHandshakeAuth,
+  Ext.SignatureAlgorithmsCert,
+  Ext.KeyShare,
+]);
+
+/**
+ * Check EncryptedExtensions against the offer: of what a server may send there, the client asked for supported_groups
+ * only (RFC 8446 4.2: an extension the client did not send is an unsupported_extension; one that does not belong in
+ * EncryptedExtensions an illegal_parameter).
+ */
+export function acceptEncryptedExtensions(ee: EncryptedExtensions): void {
+  for (const t of ee.extensions.keys()) {
+    if (t === Ext.SupportedGroups) continue;
+    if (NOT_IN_ENCRYPTED_EXTENSIONS.has(t)) throw new TlsAbort(Alert.IllegalParameter, `the target sent extension ${t}, which does not belong in EncryptedExtensions`);
+    throw new TlsAbort(Alert.UnsupportedExtension, `the target sent extension ${t} in EncryptedExtensions, which the client did not offer`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Record protection
 
 class RecordKeys {
@@ -339,7 +345,7 @@ class RecordKeys {
   }
   /** Decrypt one record's payload; returns the inner content type and content. */
   open(header: Buffer, payload: Buffer): { type: number; content: Buffer } {
-    if (payload.length < 17) throw new TlsAbort(20, 'a protected record is shorter than its tag');
+    if (payload.length < 17) throw new TlsAbort(Alert.BadRecordMac, 'a protected record is shorter than its tag');
     const d = createDecipheriv(this.suite.aead, this.key, this.nonce());
     d.setAAD(header);
     d.setAuthTag(payload.subarray(payload.length - 16));
@@ -347,54 +353,70 @@ class RecordKeys {
     try {
       plain = Buffer.concat([d.update(payload.subarray(0, payload.length - 16)), d.final()]);
     } catch {
-      throw new TlsAbort(20, 'a record from the target does not decrypt (bad_record_mac: wrong key or corrupted data)');
+      throw new TlsAbort(Alert.BadRecordMac, 'a record from the target does not decrypt (bad_record_mac: wrong key or corrupted data)');
     }
-    let end = plain.length - 1;
-    while (end >= 0 && plain[end] === 0) end--;
-    if (end < 0) throw new TlsAbort(10, 'a protected record from the target has no content type');
-    if (end > MAX_PLAINTEXT) throw new TlsAbort(22, 'a record from the target exceeds 2^14 bytes');
-    return { type: plain[end]!, content: plain.subarray(0, end) };
+    return parseInnerPlaintext(plain);
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// The connection
+function plainRecord(type: number, body: Buffer): Buffer {
+  const header = Buffer.of(type, 0x03, type === ContentType.Handshake ? 0x01 : 0x03, 0, 0);
+  header.writeUInt16BE(body.length, 3);
+  return Buffer.concat([header, body]);
+}
 
-type State = 'wait_sh' | 'wait_ee' | 'wait_fin' | 'connected' | 'closed';
+// ---------------------------------------------------------------------------------------------------------------
+// The client's protocol state machine, without I/O
+
+/** What `TlsClientCore.receive()` asks its owner to do, in order. */
+export type TlsClientEvent =
+  /** Write these bytes to the socket (the client's Finished, a KeyUpdate, an alert). */
+  | { type: 'send'; data: Buffer[] }
+  /** The handshake completed. */
+  | { type: 'connected' }
+  /** Application data from the target. */
+  | { type: 'data'; data: Buffer }
+  /** close_notify: the target sends no more data. */
+  | { type: 'end' }
+  /** The connection failed: by the target's alert (`graceful` false) or by this side's (its alert was sent first). */
+  | { type: 'failed'; error: TlsError; graceful: boolean };
+
+type State = 'start' | 'wait_sh' | 'wait_ee' | 'wait_fin' | 'connected' | 'closed';
 
 /**
- * A TLS 1.3 connection over a TCP socket, as a Duplex of application data. Created by `tlsConnect()`.
+ * The TLS 1.3 PSK client as a synchronous state machine: `start()` gives the ClientHello record, `receive()` takes
+ * whatever bytes the socket delivered and returns what to do, `sealApplication()` protects outgoing data. It never
+ * touches a socket, a timer or a promise, so `TlsSocket` runs it on a TCP connection and the fuzzer runs it on bytes.
+ * Failures in the target's bytes become a `failed` event (after the alert to send); nothing the target sends makes
+ * `receive()` throw.
  */
-export class TlsSocket extends Duplex {
-  /** What the handshake negotiated; set once connected. */
+export class TlsClientCore {
+  /** What the handshake negotiated; set once the ServerHello is accepted. */
   info: TlsSessionInfo | undefined;
   /** KeyUpdate messages sent (key rotations of this side) and received. */
   keyUpdatesSent = 0;
   keyUpdatesReceived = 0;
-  private state: State = 'wait_sh';
-  private readonly raw: net.Socket;
+  private state: State = 'start';
   private readonly suite: CipherSuite;
   private readonly opts: TlsClientOptions;
   private readonly shares: KeyShare[];
   private readonly early: Buffer;
-  private transcript: Hash;
+  private readonly transcript: Hash;
   private hs: Buffer | undefined;
   private clientHs: Buffer | undefined;
   private serverHs: Buffer | undefined;
   private readKeys: RecordKeys | undefined;
   private writeKeys: RecordKeys | undefined;
   private readonly keyUpdateAfter: number;
-  /** Unparsed record bytes, as chunks. */
-  private inChunks: Buffer[] = [];
-  private inLen = 0;
-  /** Handshake bytes not yet forming a whole message. */
-  private hsBuf: Buffer = Buffer.alloc(0);
-  private settle: { resolve: () => void; reject: (e: Error) => void } | undefined;
-  private failure: TlsError | undefined;
+  private readonly records = new RecordReader();
+  private readonly handshakeMessages = new HandshakeReader();
+  /** close_notify arrived: later records are ignored (RFC 8446 6.1). */
+  private peerClosed = false;
+  private events: TlsClientEvent[] = [];
+  /** Why the connection failed, once it has. */
+  failure: TlsError | undefined;
 
-  constructor(raw: net.Socket, opts: TlsClientOptions) {
-    super({ allowHalfOpen: false });
-    this.raw = raw;
+  constructor(opts: TlsClientOptions) {
     this.opts = opts;
     this.suite = suiteForHash(opts.hash);
     if (opts.psk.length !== this.suite.hashLen) throw new TlsError(`a ${this.suite.hash} TLS PSK must be ${this.suite.hashLen} bytes`);
@@ -403,12 +425,316 @@ export class TlsSocket extends Duplex {
     this.shares = groups.map((g) => (g === 'x25519' ? x25519Share() : p256Share()));
     this.early = earlySecret(this.suite.hash, opts.psk);
     this.transcript = createHash(this.suite.hash);
+  }
+
+  get connected(): boolean {
+    return this.state === 'connected';
+  }
+
+  get closed(): boolean {
+    return this.state === 'closed';
+  }
+
+  private get peer(): string {
+    return this.opts.peer ?? 'the target';
+  }
+
+  /** The ClientHello record to send first. */
+  start(random: Buffer = randomBytes(32)): Buffer {
+    if (this.state !== 'start') throw new TlsError('the TLS handshake was already started');
+    const ch = buildClientHello({
+      suite: this.suite,
+      identity: this.opts.identity,
+      binderKey: binderKey(this.suite.hash, this.early, 'ext'),
+      shares: this.shares,
+      random,
+    });
+    this.transcript.update(ch);
+    this.state = 'wait_sh';
+    return plainRecord(ContentType.Handshake, ch);
+  }
+
+  /**
+   * Bytes from the target, cut anywhere. Returns what to do, in order; after a `failed` event the core is closed and
+   * takes nothing more. Only a bug in this code can make it throw.
+   */
+  receive(chunk: Buffer): TlsClientEvent[] {
+    if (this.state === 'closed' || this.state === 'start') return [];
+    const events: TlsClientEvent[] = (this.events = []);
+    try {
+      this.records.feed(chunk, (r) => {
+        this.onRecord(r);
+        return this.state !== 'closed';
+      });
+    } catch (err) {
+      if (err instanceof TlsAbort) this.abort(err.sends, err.message);
+      else if (err instanceof TlsError) this.abort(Alert.InternalError, err.message);
+      else throw err;
+    } finally {
+      this.events = [];
+    }
+    return events;
+  }
+
+  /** Protect application data: records of up to 2^14 bytes, with a KeyUpdate first when the key is due. */
+  sealApplication(chunks: Buffer[]): Buffer[] {
+    if (this.state !== 'connected' || !this.writeKeys) throw this.failure ?? new TlsError('TLS connection is not established');
+    const out: Buffer[] = [];
+    let parts: Buffer[] = [];
+    let len = 0;
+    const flush = () => {
+      if (len === 0) return;
+      this.maybeRotateWriteKey(out);
+      for (const b of this.writeKeys!.seal(ContentType.ApplicationData, parts, len)) out.push(b);
+      parts = [];
+      len = 0;
+    };
+    for (const c of chunks) {
+      let off = 0;
+      while (off < c.length) {
+        const n = Math.min(MAX_PLAINTEXT - len, c.length - off);
+        parts.push(off === 0 && n === c.length ? c : c.subarray(off, off + n));
+        len += n;
+        off += n;
+        if (len === MAX_PLAINTEXT) flush();
+      }
+    }
+    flush();
+    return out;
+  }
+
+  /** The close_notify alert record (none unless connected). */
+  closeNotify(): Buffer[] {
+    if (this.state !== 'connected' || !this.writeKeys) return [];
+    return this.writeKeys.seal(ContentType.Alert, [Buffer.of(1, Alert.CloseNotify)], 2);
+  }
+
+  /** Stop: nothing more is received or sent. */
+  close(): void {
+    this.state = 'closed';
+  }
+
+  /** Our sending key is rotated (KeyUpdate, update_not_requested) after keyUpdateAfter records. */
+  private maybeRotateWriteKey(out: Buffer[]): void {
+    if (this.writeKeys!.sequence < this.keyUpdateAfter) return;
+    this.sendKeyUpdate(out);
+  }
+
+  private sendKeyUpdate(out: Buffer[]): void {
+    const msg = Buffer.concat([u8(HandshakeType.KeyUpdate), u24(1), u8(0)]);
+    for (const b of this.writeKeys!.seal(ContentType.Handshake, [msg], msg.length)) out.push(b);
+    this.writeKeys = RecordKeys.from(this.suite, nextTrafficSecret(this.suite.hash, this.writeKeys!.secret));
+    this.keyUpdatesSent++;
+    debug('%s: sending key updated', this.peer);
+  }
+
+  // -- Records in ----------------------------------------------------------------------------------------------
+
+  private onRecord(r: TlsRecord): void {
+    if (this.peerClosed) return;
+    const outer = r.type;
+    if (outer === ContentType.ChangeCipherSpec) {
+      // Middlebox compatibility: a ChangeCipherSpec (0x01) may arrive until the target's Finished (RFC 8446 5).
+      if (this.state === 'connected' || r.fragment.length !== 1 || r.fragment[0] !== 1) throw new TlsAbort(Alert.UnexpectedMessage, 'unexpected change_cipher_spec from the target');
+      return;
+    }
+    let type = outer;
+    let content = r.fragment;
+    if (this.readKeys) {
+      if (outer !== ContentType.ApplicationData) {
+        // A plaintext alert from a target that failed before it could protect one.
+        if (outer !== ContentType.Alert || content.length !== 2) throw new TlsAbort(Alert.UnexpectedMessage, `the target sent an unprotected record of type ${outer} after the handshake keys`);
+      } else {
+        ({ type, content } = this.readKeys.open(r.header, r.fragment));
+      }
+    } else if (outer !== ContentType.Handshake && outer !== ContentType.Alert) {
+      throw new TlsAbort(Alert.UnexpectedMessage, `the target sent a record of type ${outer} before the ServerHello`);
+    }
+    if (type !== ContentType.Handshake && this.handshakeMessages.buffered > 0) {
+      throw new TlsAbort(Alert.UnexpectedMessage, `the target sent a record of type ${type} in the middle of a fragmented handshake message`);
+    }
+    switch (type) {
+      case ContentType.Alert:
+        return this.onAlert(content);
+      case ContentType.Handshake:
+        if (content.length === 0) throw new TlsAbort(Alert.UnexpectedMessage, 'the target sent an empty handshake record');
+        this.handshakeMessages.feed(content, (m) => {
+          this.onHandshake(m);
+          return this.state !== 'closed';
+        });
+        return;
+      case ContentType.ApplicationData:
+        if (this.state !== 'connected') throw new TlsAbort(Alert.UnexpectedMessage, 'the target sent application data before the handshake finished');
+        if (content.length > 0) this.events.push({ type: 'data', data: content });
+        return;
+      default:
+        throw new TlsAbort(Alert.UnexpectedMessage, `the target sent a record of unknown type ${type}`);
+    }
+  }
+
+  private onAlert(content: Buffer): void {
+    const desc = parseAlert(content).description;
+    if (desc === Alert.CloseNotify && this.state === 'connected') {
+      // close_notify: no more data from the target.
+      debug('%s: close_notify', this.peer);
+      this.peerClosed = true;
+      this.events.push({ type: 'end' });
+      return;
+    }
+    if (desc === Alert.UserCanceled && this.state === 'connected') return; // user_canceled is followed by close_notify
+    const phase = this.state === 'connected' ? 'TLS connection to' : 'TLS handshake with';
+    this.fail(new TlsError(`${phase} ${this.peer} failed: the target sent alert ${alertName(desc)}${alertMeaning(desc, this.state === 'wait_sh')}`, { alert: desc }), false);
+  }
+
+  /** Handshake messages must not span a key change (RFC 8446 5.1): nothing may follow `what` in its record. */
+  private alignedKeyChange(what: string): void {
+    if (this.handshakeMessages.buffered > 0) throw new TlsAbort(Alert.UnexpectedMessage, `the target sent handshake data after ${what} in the same record`);
+  }
+
+  private onHandshake(m: HandshakeMessage): void {
+    const { type, body } = m;
+    switch (this.state) {
+      case 'wait_sh':
+        if (type !== HandshakeType.ServerHello) throw new TlsAbort(Alert.UnexpectedMessage, `expected ServerHello, the target sent handshake message ${type}`);
+        this.onServerHello(m);
+        return;
+      case 'wait_ee':
+        if (type === HandshakeType.Certificate || type === HandshakeType.CertificateRequest) {
+          throw new TlsAbort(Alert.UnexpectedMessage, 'the target asked for certificate authentication; only a PSK is offered');
+        }
+        if (type !== HandshakeType.EncryptedExtensions) throw new TlsAbort(Alert.UnexpectedMessage, `expected EncryptedExtensions, the target sent handshake message ${type}`);
+        acceptEncryptedExtensions(parseEncryptedExtensions(body));
+        this.transcript.update(m.raw);
+        this.state = 'wait_fin';
+        return;
+      case 'wait_fin':
+        if (type !== HandshakeType.Finished) throw new TlsAbort(Alert.UnexpectedMessage, `expected Finished, the target sent handshake message ${type}`);
+        this.onServerFinished(m);
+        return;
+      case 'connected':
+        if (type === HandshakeType.NewSessionTicket) {
+          parseNewSessionTicket(body); // checked, not kept: no resumption
+          return;
+        }
+        if (type === HandshakeType.KeyUpdate) {
+          const { updateRequested } = parseKeyUpdate(body);
+          this.alignedKeyChange('a KeyUpdate');
+          this.readKeys = RecordKeys.from(this.suite, nextTrafficSecret(this.suite.hash, this.readKeys!.secret));
+          this.keyUpdatesReceived++;
+          debug('%s: receiving key updated (update_requested=%d)', this.peer, updateRequested ? 1 : 0);
+          if (updateRequested) {
+            const out: Buffer[] = [];
+            this.sendKeyUpdate(out);
+            this.events.push({ type: 'send', data: out });
+          }
+          return;
+        }
+        throw new TlsAbort(Alert.UnexpectedMessage, `unexpected handshake message ${type} after the handshake`);
+      default:
+        return;
+    }
+  }
+
+  private onServerHello(m: HandshakeMessage): void {
+    const sh = parseServerHello(m.body);
+    const { share, shared } = acceptServerHello(sh, { suite: this.suite, shares: this.shares, identity: this.opts.identity });
+    this.alignedKeyChange('ServerHello');
+    this.transcript.update(m.raw);
+    const h = this.suite.hash;
+    this.hs = handshakeSecret(h, this.early, shared);
+    const th = this.transcript.copy().digest();
+    this.clientHs = deriveSecret(h, this.hs, 'c hs traffic', th);
+    this.serverHs = deriveSecret(h, this.hs, 's hs traffic', th);
+    this.readKeys = RecordKeys.from(this.suite, this.serverHs);
+    this.writeKeys = RecordKeys.from(this.suite, this.clientHs);
+    this.info = { protocol: 'TLSv1.3', cipher: this.suite.name, identity: this.opts.identity, group: share.group };
+    this.state = 'wait_ee';
+  }
+
+  private onServerFinished(m: HandshakeMessage): void {
+    const h = this.suite.hash;
+    const got = parseFinished(m.body, this.suite.hashLen);
+    const expected = verifyData(h, this.serverHs!, this.transcript.copy().digest());
+    if (!timingSafeEqual(got, expected)) throw new TlsAbort(Alert.DecryptError, "wrong key: the target's Finished does not verify with this PSK");
+    this.alignedKeyChange('its Finished');
+    this.transcript.update(m.raw);
+    const th = this.transcript.copy().digest();
+    const master = masterSecret(h, this.hs!);
+    const clientAp = deriveSecret(h, master, 'c ap traffic', th);
+    const serverAp = deriveSecret(h, master, 's ap traffic', th);
+    const fin = Buffer.concat([u8(HandshakeType.Finished), u24(this.suite.hashLen), verifyData(h, this.clientHs!, th)]);
+    this.events.push({ type: 'send', data: this.writeKeys!.seal(ContentType.Handshake, [fin], fin.length) });
+    this.readKeys = RecordKeys.from(this.suite, serverAp);
+    this.writeKeys = RecordKeys.from(this.suite, clientAp);
+    this.hs = this.clientHs = this.serverHs = undefined;
+    this.state = 'connected';
+    debug('%s: TLS 1.3 %s with PSK identity %s', this.peer, this.suite.name, this.opts.identity);
+    this.events.push({ type: 'connected' });
+  }
+
+  // -- Failure -------------------------------------------------------------------------------------------------
+
+  /** A failure this side detected: send its alert, then fail. */
+  private abort(alert: number, message: string): void {
+    if (this.state === 'closed') return;
+    const body = Buffer.of(2, alert);
+    this.events.push({ type: 'send', data: this.writeKeys ? this.writeKeys.seal(ContentType.Alert, [body], 2) : [plainRecord(ContentType.Alert, body)] });
+    const phase = this.state === 'connected' ? 'TLS connection to' : 'TLS handshake with';
+    this.fail(new TlsError(`${phase} ${this.peer} failed: ${message}`), true);
+  }
+
+  private fail(err: TlsError, graceful: boolean): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.failure = err;
+    debug('%s: %s', this.peer, err.message);
+    this.events.push({ type: 'failed', error: err, graceful });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The connection
+
+/**
+ * A TLS 1.3 connection over a TCP socket, as a Duplex of application data. Created by `tlsConnect()`; the protocol is
+ * a `TlsClientCore`, this class only moves bytes between it and the socket.
+ */
+export class TlsSocket extends Duplex {
+  private readonly raw: net.Socket;
+  private readonly core: TlsClientCore;
+  private readonly opts: TlsClientOptions;
+  private connected = false;
+  /** Failed or destroyed: nothing more is read. */
+  private shut = false;
+  private settle: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  private failure: TlsError | undefined;
+
+  constructor(raw: net.Socket, opts: TlsClientOptions) {
+    super({ allowHalfOpen: false });
+    this.raw = raw;
+    this.opts = opts;
+    this.core = new TlsClientCore(opts);
     raw.on('data', (chunk: Buffer) => this.onRaw(chunk));
     raw.on('error', (err) => this.fail(new TlsError(`TLS connection to ${this.peer}: socket error: ${err.message}`, { cause: err }), false));
     raw.on('close', () => {
-      if (this.state !== 'connected' && this.state !== 'closed') this.fail(new TlsError(`TLS handshake with ${this.peer}: the target closed the connection`), false);
+      if (!this.connected && !this.shut) this.fail(new TlsError(`TLS handshake with ${this.peer}: the target closed the connection`), false);
       else if (!this.destroyed) this.destroy();
     });
+  }
+
+  /** What the handshake negotiated; set once connected. */
+  get info(): TlsSessionInfo | undefined {
+    return this.connected ? this.core.info : undefined;
+  }
+
+  /** KeyUpdate messages sent (key rotations of this side). */
+  get keyUpdatesSent(): number {
+    return this.core.keyUpdatesSent;
+  }
+
+  /** KeyUpdate messages received. */
+  get keyUpdatesReceived(): number {
+    return this.core.keyUpdatesReceived;
   }
 
   private get peer(): string {
@@ -419,15 +745,7 @@ export class TlsSocket extends Duplex {
   handshake(): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.settle = { resolve, reject };
-      const ch = buildClientHello({
-        suite: this.suite,
-        identity: this.opts.identity,
-        binderKey: binderKey(this.suite.hash, this.early, 'ext'),
-        shares: this.shares,
-        random: randomBytes(32),
-      });
-      this.transcript.update(ch);
-      this.writePlainRecord(ContentType.Handshake, ch);
+      this.raw.write(this.core.start());
     });
   }
 
@@ -454,45 +772,26 @@ export class TlsSocket extends Duplex {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (this.state === 'connected' && this.writeKeys && !this.raw.destroyed) {
-      this.raw.write(Buffer.concat(this.writeKeys.seal(ContentType.Alert, [Buffer.of(1, 0)], 2)));
+    if (this.core.connected && !this.raw.destroyed) {
+      this.raw.write(Buffer.concat(this.core.closeNotify()));
       this.raw.end();
     }
     cb();
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.state = 'closed';
+    this.shut = true;
+    this.core.close();
     this.raw.destroy();
     cb(err);
   }
 
   private sendApplication(chunks: Buffer[], cb: (err?: Error | null) => void): void {
-    if (this.state !== 'connected' || !this.writeKeys) {
+    if (!this.core.connected) {
       cb(this.failure ?? new TlsError('TLS connection is not established'));
       return;
     }
-    const out: Buffer[] = [];
-    let parts: Buffer[] = [];
-    let len = 0;
-    const flush = () => {
-      if (len === 0) return;
-      this.maybeRotateWriteKey(out);
-      for (const b of this.writeKeys!.seal(ContentType.ApplicationData, parts, len)) out.push(b);
-      parts = [];
-      len = 0;
-    };
-    for (const c of chunks) {
-      let off = 0;
-      while (off < c.length) {
-        const n = Math.min(MAX_PLAINTEXT - len, c.length - off);
-        parts.push(off === 0 && n === c.length ? c : c.subarray(off, off + n));
-        len += n;
-        off += n;
-        if (len === MAX_PLAINTEXT) flush();
-      }
-    }
-    flush();
+    const out = this.core.sealApplication(chunks);
     this.raw.cork();
     let ok = true;
     for (const b of out) ok = this.raw.write(b);
@@ -501,270 +800,50 @@ export class TlsSocket extends Duplex {
     else this.raw.once('drain', () => cb());
   }
 
-  /** Our sending key is rotated (KeyUpdate, update_not_requested) after keyUpdateAfter records. */
-  private maybeRotateWriteKey(out: Buffer[]): void {
-    if (this.writeKeys!.sequence < this.keyUpdateAfter) return;
-    const msg = Buffer.concat([u8(HandshakeType.KeyUpdate), u24(1), u8(0)]);
-    for (const b of this.writeKeys!.seal(ContentType.Handshake, [msg], msg.length)) out.push(b);
-    this.writeKeys = RecordKeys.from(this.suite, nextTrafficSecret(this.suite.hash, this.writeKeys!.secret));
-    this.keyUpdatesSent++;
-    debug('%s: sending key updated', this.peer);
-  }
-
   // -- Records in ----------------------------------------------------------------------------------------------
 
   private onRaw(chunk: Buffer): void {
-    if ((this.state as State) === 'closed') return;
-    this.inChunks.push(chunk);
-    this.inLen += chunk.length;
+    if (this.shut) return;
+    let events: TlsClientEvent[];
     try {
-      for (;;) {
-        if (this.inLen < 5) return;
-        const head = this.peek(5);
-        const len = head.readUInt16BE(3);
-        if (len > MAX_CIPHERTEXT) throw new TlsAbort(22, `the target sent a ${len}-byte record (more than 2^14+256)`);
-        if (this.inLen < 5 + len) return;
-        const rec = this.takeBytes(5 + len);
-        this.onRecord(rec.subarray(0, 5), rec.subarray(5));
-        if ((this.state as State) === 'closed') return;
-      }
+      events = this.core.receive(chunk);
     } catch (err) {
-      if (err instanceof TlsAbort) this.abort(err);
-      else this.fail(err instanceof TlsError ? err : new TlsError(`TLS connection to ${this.peer}: ${(err as Error).message}`, { cause: err }), true);
-    }
-  }
-
-  private peek(n: number): Buffer {
-    if (this.inChunks[0]!.length >= n) return this.inChunks[0]!.subarray(0, n);
-    const all = Buffer.concat(this.inChunks);
-    this.inChunks = [all];
-    return all.subarray(0, n);
-  }
-
-  private takeBytes(n: number): Buffer {
-    const first = this.inChunks[0]!;
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.inChunks.shift();
-      else this.inChunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let off = 0;
-      while (off < n) {
-        const c = this.inChunks[0]!;
-        const k = Math.min(c.length, n - off);
-        c.copy(out, off, 0, k);
-        off += k;
-        if (k === c.length) this.inChunks.shift();
-        else this.inChunks[0] = c.subarray(k);
-      }
-    }
-    this.inLen -= n;
-    return out;
-  }
-
-  private onRecord(header: Buffer, payload: Buffer): void {
-    const outer = header[0]!;
-    if (outer === ContentType.ChangeCipherSpec) {
-      // Middlebox compatibility: one ChangeCipherSpec (0x01) may arrive before the first protected record.
-      if (this.state === 'connected' || payload.length !== 1 || payload[0] !== 1) throw new TlsAbort(10, 'unexpected change_cipher_spec from the target');
+      // A bug, not the target's bytes: the connection fails, the process does not.
+      this.fail(new TlsError(`TLS connection to ${this.peer}: ${err instanceof Error ? err.message : String(err)}`, { cause: err }), true);
       return;
     }
-    let type = outer;
-    let content = payload;
-    if (this.readKeys) {
-      if (outer !== ContentType.ApplicationData) {
-        if (outer === ContentType.Alert && payload.length === 2) return this.onAlert(payload);
-        throw new TlsAbort(10, `the target sent an unprotected record of type ${outer} after the handshake keys`);
-      }
-      ({ type, content } = this.readKeys.open(header, payload));
-    } else if (outer !== ContentType.Handshake && outer !== ContentType.Alert) {
-      throw new TlsAbort(10, `the target sent a record of type ${outer} before the ServerHello`);
-    }
-    switch (type) {
-      case ContentType.Alert:
-        return this.onAlert(content);
-      case ContentType.Handshake:
-        return this.onHandshakeBytes(content);
-      case ContentType.ApplicationData:
-        if (this.state !== 'connected') throw new TlsAbort(10, 'the target sent application data before the handshake finished');
-        if (!this.push(content)) this.raw.pause();
-        return;
-      default:
-        throw new TlsAbort(10, `the target sent a record of unknown type ${type}`);
-    }
-  }
-
-  private onAlert(content: Buffer): void {
-    if (content.length !== 2) throw new TlsAbort(50, 'the target sent a malformed alert');
-    const desc = content[1]!;
-    if (desc === 0) {
-      // close_notify: no more data from the target.
-      debug('%s: close_notify', this.peer);
-      if (this.state === 'connected') {
-        this.push(null);
-        return;
+    for (const e of events) {
+      switch (e.type) {
+        case 'send':
+          if (!this.raw.destroyed) this.raw.write(e.data.length === 1 ? e.data[0]! : Buffer.concat(e.data));
+          break;
+        case 'connected': {
+          this.connected = true;
+          const s = this.settle;
+          this.settle = undefined;
+          s?.resolve();
+          break;
+        }
+        case 'data':
+          if (!this.push(e.data)) this.raw.pause();
+          break;
+        case 'end':
+          this.push(null);
+          break;
+        case 'failed':
+          this.fail(e.error, e.graceful);
+          break;
       }
     }
-    if (desc === 90 && this.state === 'connected') return; // user_canceled is followed by close_notify
-    const phase = this.state === 'connected' ? 'TLS connection to' : 'TLS handshake with';
-    this.fail(new TlsError(`${phase} ${this.peer} failed: the target sent alert ${alertName(desc)}${alertMeaning(desc, this.state === 'wait_sh')}`, { alert: desc }), false);
-  }
-
-  private onHandshakeBytes(content: Buffer): void {
-    this.hsBuf = this.hsBuf.length ? Buffer.concat([this.hsBuf, content]) : content;
-    while (this.hsBuf.length >= 4) {
-      const len = (this.hsBuf[1]! << 16) | (this.hsBuf[2]! << 8) | this.hsBuf[3]!;
-      if (len > 0x10000) throw new TlsAbort(50, `the target sent a ${len}-byte handshake message`);
-      if (this.hsBuf.length < 4 + len) return;
-      const msg = this.hsBuf.subarray(0, 4 + len);
-      this.hsBuf = this.hsBuf.subarray(4 + len);
-      this.onHandshake(msg[0]!, msg, msg.subarray(4));
-      if ((this.state as State) === 'closed') return;
-    }
-  }
-
-  private onHandshake(type: number, msg: Buffer, body: Buffer): void {
-    switch (this.state) {
-      case 'wait_sh':
-        if (type !== HandshakeType.ServerHello) throw new TlsAbort(10, `expected ServerHello, the target sent handshake message ${type}`);
-        this.onServerHello(msg, body);
-        return;
-      case 'wait_ee':
-        if (type === HandshakeType.Certificate || type === HandshakeType.CertificateRequest) {
-          throw new TlsAbort(10, 'the target asked for certificate authentication; only a PSK is offered');
-        }
-        if (type !== HandshakeType.EncryptedExtensions) throw new TlsAbort(10, `expected EncryptedExtensions, the target sent handshake message ${type}`);
-        this.transcript.update(msg);
-        this.state = 'wait_fin';
-        return;
-      case 'wait_fin':
-        if (type !== HandshakeType.Finished) throw new TlsAbort(10, `expected Finished, the target sent handshake message ${type}`);
-        this.onServerFinished(msg, body);
-        return;
-      case 'connected':
-        if (type === HandshakeType.NewSessionTicket) return; // no resumption
-        if (type === HandshakeType.KeyUpdate) {
-          if (body.length !== 1 || body[0]! > 1) throw new TlsAbort(50, 'malformed KeyUpdate from the target');
-          this.readKeys = RecordKeys.from(this.suite, nextTrafficSecret(this.suite.hash, this.readKeys!.secret));
-          this.keyUpdatesReceived++;
-          debug('%s: receiving key updated (update_requested=%d)', this.peer, body[0]);
-          if (body[0] === 1) {
-            const out: Buffer[] = [];
-            const reply = Buffer.concat([u8(HandshakeType.KeyUpdate), u24(1), u8(0)]);
-            for (const b of this.writeKeys!.seal(ContentType.Handshake, [reply], reply.length)) out.push(b);
-            this.writeKeys = RecordKeys.from(this.suite, nextTrafficSecret(this.suite.hash, this.writeKeys!.secret));
-            this.keyUpdatesSent++;
-            this.raw.write(Buffer.concat(out));
-          }
-          return;
-        }
-        throw new TlsAbort(10, `unexpected handshake message ${type} after the handshake`);
-      default:
-        return;
-    }
-  }
-
-  private onServerHello(msg: Buffer, body: Buffer): void {
-    const c = new Cursor(body, 'ServerHello');
-    c.u16(); // legacy_version
-    const random = c.bytes(32);
-    if (random.equals(HRR_RANDOM)) {
-      throw new TlsAbort(40, `the target sent a HelloRetryRequest: it accepts none of the key share groups offered (${this.shares.map((s) => s.group).join(', ')})`);
-    }
-    const sid = c.vec8();
-    if (sid.length !== 0) throw new TlsAbort(47, 'the target echoed a session id that was not sent');
-    const suite = c.u16();
-    if (suite !== this.suite.id) {
-      throw new TlsAbort(47, `cipher not acceptable: the target chose 0x${suite.toString(16).padStart(4, '0')}, the PSK's hash allows only ${this.suite.name}`);
-    }
-    if (c.u8() !== 0) throw new TlsAbort(47, 'the target chose a compression method');
-    const exts = new Cursor(c.vec16(), 'ServerHello extensions');
-    if (!c.done) throw new TlsAbort(50, 'ServerHello has trailing bytes');
-    let version: number | undefined;
-    let share: { group: number; key: Buffer } | undefined;
-    let selected: number | undefined;
-    while (!exts.done) {
-      const t = exts.u16();
-      const e = new Cursor(exts.vec16(), `ServerHello extension ${t}`);
-      if (t === Ext.SupportedVersions) version = e.u16();
-      else if (t === Ext.KeyShare) share = { group: e.u16(), key: e.vec16() };
-      else if (t === Ext.PreSharedKey) selected = e.u16();
-      else throw new TlsAbort(110, `the target sent extension ${t} in its ServerHello`);
-    }
-    if (version !== TLS13) throw new TlsAbort(70, `version not acceptable: the target did not negotiate TLS 1.3${version ? ` (0x${version.toString(16)})` : ' (TLS 1.2 or older)'}`);
-    if (selected === undefined) throw new TlsAbort(40, `the target did not accept the PSK identity ${JSON.stringify(this.opts.identity)}`);
-    if (selected !== 0) throw new TlsAbort(47, `the target selected PSK identity ${selected}; one was offered`);
-    if (!share) throw new TlsAbort(109, 'the target chose psk_ke without a key share; only psk_dhe_ke is offered');
-    const mine = this.shares.find((s) => s.id === share.group);
-    if (!mine) throw new TlsAbort(47, `the target chose key share group 0x${share.group.toString(16)}, which was not offered`);
-    const shared = mine.compute(share.key);
-    this.transcript.update(msg);
-    const h = this.suite.hash;
-    this.hs = handshakeSecret(h, this.early, shared);
-    const th = this.transcript.copy().digest();
-    this.clientHs = deriveSecret(h, this.hs, 'c hs traffic', th);
-    this.serverHs = deriveSecret(h, this.hs, 's hs traffic', th);
-    this.readKeys = RecordKeys.from(this.suite, this.serverHs);
-    this.writeKeys = RecordKeys.from(this.suite, this.clientHs);
-    this.info = { protocol: 'TLSv1.3', cipher: this.suite.name, identity: this.opts.identity, group: mine.group };
-    this.state = 'wait_ee';
-    if (this.hsBuf.length) throw new TlsAbort(10, 'the target sent handshake data after ServerHello in the same record');
-  }
-
-  private onServerFinished(msg: Buffer, body: Buffer): void {
-    const h = this.suite.hash;
-    const expected = verifyData(h, this.serverHs!, this.transcript.copy().digest());
-    if (body.length !== expected.length || !timingSafeEqual(body, expected)) {
-      throw new TlsAbort(51, "wrong key: the target's Finished does not verify with this PSK");
-    }
-    this.transcript.update(msg);
-    const th = this.transcript.copy().digest();
-    const master = masterSecret(h, this.hs!);
-    const clientAp = deriveSecret(h, master, 'c ap traffic', th);
-    const serverAp = deriveSecret(h, master, 's ap traffic', th);
-    const fin = Buffer.concat([u8(HandshakeType.Finished), u24(this.suite.hashLen), verifyData(h, this.clientHs!, th)]);
-    this.raw.write(Buffer.concat(this.writeKeys!.seal(ContentType.Handshake, [fin], fin.length)));
-    this.readKeys = RecordKeys.from(this.suite, serverAp);
-    this.writeKeys = RecordKeys.from(this.suite, clientAp);
-    this.hs = this.clientHs = this.serverHs = undefined;
-    this.state = 'connected';
-    debug('%s: TLS 1.3 %s with PSK identity %s', this.peer, this.suite.name, this.opts.identity);
-    const s = this.settle;
-    this.settle = undefined;
-    s?.resolve();
   }
 
   // -- Failure -------------------------------------------------------------------------------------------------
 
-  private writePlainRecord(type: number, body: Buffer): void {
-    const header = Buffer.of(type, 0x03, type === ContentType.Handshake ? 0x01 : 0x03, 0, 0);
-    header.writeUInt16BE(body.length, 3);
-    this.raw.write(Buffer.concat([header, body]));
-  }
-
-  /** A failure this side detected: send its alert, then fail. */
-  private abort(a: TlsAbort): void {
-    if (!this.raw.destroyed && this.state !== 'closed') {
-      const alert = Buffer.of(2, a.alert);
-      try {
-        if (this.writeKeys) this.raw.write(Buffer.concat(this.writeKeys.seal(ContentType.Alert, [alert], 2)));
-        else this.writePlainRecord(ContentType.Alert, alert);
-      } catch {
-        // the connection is going away anyway
-      }
-    }
-    const phase = this.state === 'connected' ? 'TLS connection to' : 'TLS handshake with';
-    this.fail(new TlsError(`${phase} ${this.peer} failed: ${a.message}`), true);
-  }
-
   private fail(err: TlsError, endGracefully: boolean): void {
-    if ((this.state as State) === 'closed') return;
-    const wasConnected = this.state === 'connected';
-    this.state = 'closed';
+    if (this.shut) return;
+    this.shut = true;
+    this.core.close();
     this.failure = err;
-    debug('%s: %s', this.peer, err.message);
     if (endGracefully) this.raw.end();
     this.raw.destroy();
     const s = this.settle;
@@ -772,7 +851,7 @@ export class TlsSocket extends Duplex {
     if (s) {
       s.reject(err);
       this.destroy();
-    } else if (wasConnected) {
+    } else if (this.connected) {
       this.destroy(err);
     }
   }
