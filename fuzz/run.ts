@@ -89,6 +89,7 @@ function runEngine(target: string, opts: { durationMs: number; corpusDirs: strin
     // Hang watch: the engine bumps counter[0] before every execution.
     let seenCount = -1;
     let seenAt = Date.now();
+    let terminatedAt = 0;
     const watch = setInterval(() => {
       const c = Atomics.load(counter, 0);
       if (c !== seenCount) {
@@ -96,10 +97,15 @@ function runEngine(target: string, opts: { durationMs: number; corpusDirs: strin
         seenAt = Date.now();
         return;
       }
-      if (c > 0 && Date.now() - seenAt > hangMs) {
+      if (c > 0 && Date.now() - seenAt > hangMs && terminatedAt === 0) {
         const input = currentInput();
         finding = `hang: no execution finished within ${hangMs} ms; input saved as ${saveFinding(target, 'hang', input, `hang after ${hangMs} ms\n`)}`;
+        terminatedAt = Date.now();
         void worker.terminate();
+      } else if (terminatedAt !== 0 && Date.now() - terminatedAt > 10_000) {
+        // A worker that does not stop (stuck outside JavaScript) is left to the process exit; the run goes on.
+        finding += ' (the worker did not stop when terminated)';
+        finish();
       }
     }, 250);
     worker.on('message', (m: EngineMessage) => {

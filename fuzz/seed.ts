@@ -26,7 +26,11 @@ import { authReceive, authSend, encodeChallenge, encodeFailure, encodeNegotiate,
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+/** Targets to write seeds for (all when none is named): `node --import tsx fuzz/seed.ts tls serve-http`. */
+const only = process.argv.slice(2);
+
 function write(target: string, bytes: Buffer): void {
+  if (only.length > 0 && !only.includes(target)) return;
   const dir = join(here, 'corpus', target);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, createHash('sha1').update(bytes).digest('hex').slice(0, 16)), bytes);
@@ -129,3 +133,58 @@ write('serve', sel(2, json({ subnqn: 'nqn.2016-06.io.spdk:cnode1', nsid: 1, poli
 write('serve', sel(3, json({ controllers: [{ traddr: '127.0.0.1', subnqn: 'nqn.2016-06.io.spdk:cnode1' }], discovery: [{ traddr: '127.0.0.1' }], multipath: [] })));
 write('serve', sel(4, Buffer.from('tcp:127.0.0.1:8080')));
 write('serve', sel(4, Buffer.from('unix:/run/nvmeof.sock')));
+
+// TLS 1.3 client: byte 0 picks (0-2 session steps, 3 record stream, 4 handshake reassembly, 5 ServerHello,
+// 6 EncryptedExtensions / NewSessionTicket, 7 Finished / KeyUpdate / alert / inner plaintext); byte 1 the suite,
+// groups and chunking. Messages from RFC 8448's traces (section 3, simple 1-RTT; section 4, resumed with a PSK).
+// fuzz/corpus/tls also holds server flights captured from openssl s_server and gnutls-serv (mode 3).
+const rfc8448 = {
+  serverHello: '020000560303a6af06a4121860dc5e6e60249cd34c95930c8ac5cb1434dac155772ed3e2692800130100002e00330024001d0020c9828876112095fe66762bdbf7c672e156d6cc253b833df1dd69b1b04e751f0f002b00020304',
+  encryptedExtensions: '080000240022000a00140012001d00170018001901000101010201030104001c0002400100000000',
+  serverFinished: '140000209b9b141d906337fbd2cbdce71df4deda4ab42c309572cb7fffee5454b78f0718',
+  newSessionTicket:
+    '040000c90000001efad6aac502000000b22c035d829359ee5ff7af4ec900000000262a6494dc486d2c8a34cb33fa90bf1b0070ad3c498883c9367c09a2be785abc55cd226097a3a982117283f82a03a143efd3ff5dd36d64e861be7fd61d2827db279cce145077d454a3664d4e6da4d29ee03725a6a4dafcd0fc67d2aea70529513e3da2677fa5906c5b3f7d8f92f228bda40dda721470f9fbf297b5aea617646fac5c03272e970727c621a79141ef5f7de6505e5bfbc388e93343694093934ae4d3570008002a000400000400',
+  pskServerHello: '0200005c03033ccfd2dec890222763472ae8136777c9d7358777bb66e91ea5122495f559ea2d00130100003400290002000000330024001d0020121761ee42c333e1b9e77b60dd57c2053cd94512ab47f115e86eff50942cea31002b00020304',
+  pskEncryptedExtensions: '080000280026000a00140012001d00170018001901000101010201030104001c0002400100000000002a0000',
+};
+const h = (x: string): Buffer => Buffer.from(x, 'hex');
+const body = (msg: string): Buffer => h(msg).subarray(4);
+const record = (type: number, b: Buffer): Buffer => Buffer.concat([Buffer.from([type, 3, 3, b.length >> 8, b.length & 0xff]), b]);
+/** A session step: op, 16-bit length, data. */
+const step = (op: number, d: Buffer = Buffer.alloc(0)): Buffer => Buffer.concat([Buffer.from([op, d.length >> 8, d.length & 0xff]), d]);
+const inner = (type: number, d: Buffer): Buffer => Buffer.concat([Buffer.from([type]), d]);
+const ee = Buffer.from([8, 0, 0, 2, 0, 0]);
+const eeGroups = Buffer.from([8, 0, 0, 12, 0, 10, 0, 10, 0, 6, 0, 4, 0, 0x1d, 0, 0x17]);
+const full = (flags: number, extra: Buffer[] = []): Buffer =>
+  Buffer.concat([
+    Buffer.from([0, flags]),
+    step(1),
+    step(2, inner(22, ee)),
+    step(3),
+    step(2, inner(23, Buffer.from('ICResp'))),
+    step(2, inner(22, h(rfc8448.newSessionTicket))),
+    step(4, Buffer.from([1])),
+    step(5, Buffer.concat([Buffer.from([23, 2]), Buffer.from('after KeyUpdate')])),
+    ...extra,
+    step(7, Buffer.from([1, 0])),
+  ]);
+write('tls', full(0));
+write('tls', full(1 | 4));
+write('tls', full(2 | 8));
+write('tls', full(3 | 12, [step(2, inner(21, Buffer.from([2, 80])))]));
+// The EncryptedExtensions with supported_groups, split across two records; a ChangeCipherSpec before the first.
+write('tls', Buffer.concat([Buffer.from([1, 1]), step(6), step(1), step(2, inner(22, eeGroups.subarray(0, 5))), step(2, inner(22, eeGroups.subarray(5))), step(3), step(2, inner(23, Buffer.from('x')))]));
+// RFC 8448's EncryptedExtensions (server_name and record_size_limit, which this client did not offer).
+write('tls', Buffer.concat([Buffer.from([2, 0]), step(1), step(2, inner(22, h(rfc8448.encryptedExtensions))), step(3)]));
+// A plaintext alert before the ServerHello; a HelloRetryRequest-like ServerHello written raw.
+write('tls', Buffer.concat([Buffer.from([0, 0]), step(0, record(21, Buffer.from([2, 47])))]));
+write('tls', Buffer.concat([Buffer.from([0, 0]), step(0, record(22, h(rfc8448.pskServerHello)))]));
+// Record streams and handshake messages.
+write('tls', Buffer.concat([Buffer.from([3, 1]), record(22, h(rfc8448.serverHello)), record(20, Buffer.from([1])), record(23, Buffer.alloc(40, 7)), record(21, Buffer.from([1, 0]))]));
+write('tls', Buffer.concat([Buffer.from([4, 2]), h(rfc8448.encryptedExtensions), h(rfc8448.serverFinished), h(rfc8448.newSessionTicket), Buffer.from([24, 0, 0, 1, 1])]));
+write('tls', Buffer.concat([Buffer.from([5, 0]), body(rfc8448.serverHello)]));
+write('tls', Buffer.concat([Buffer.from([5, 0]), body(rfc8448.pskServerHello)]));
+write('tls', Buffer.concat([Buffer.from([6, 0]), body(rfc8448.encryptedExtensions)]));
+write('tls', Buffer.concat([Buffer.from([6, 0]), body(rfc8448.pskEncryptedExtensions)]));
+write('tls', Buffer.concat([Buffer.from([6, 0]), body(rfc8448.newSessionTicket)]));
+write('tls', Buffer.concat([Buffer.from([7, 0]), body(rfc8448.serverFinished)]));

@@ -44,6 +44,7 @@ import { parseAuthMessage, parseAuthSqe, parseDhchapKey } from '../src/protocol/
 import { RequestParser, decodeOptionHeader, decodeInfoRequest, decodeMetaContextRequest, decodeExportName, decodeRequestHeader } from '../src/nbd/protocol.js';
 import { parseConfig, parseControllerSpec, parseDiscoverySpec, parseMultipathSpec } from '../src/serve/validate.js';
 import { parseListen } from '../src/serve/http.js';
+import { tlsTarget } from './tls.js';
 
 /** A finding: what the fuzzer reports and saves. */
 export class FuzzFinding extends Error {
@@ -450,7 +451,7 @@ const serveTarget: FuzzTarget = {
   },
 };
 
-export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget, capsuleTarget, nbdTarget, authTarget, serveTarget];
+export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget, capsuleTarget, nbdTarget, authTarget, serveTarget, tlsTarget];
 
 export function findTarget(name: string): FuzzTarget {
   const t = targets.find((x) => x.name === name);

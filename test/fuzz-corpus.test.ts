@@ -6,6 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { targets } from '../fuzz/targets.js';
+import { sessionEvents } from '../fuzz/tls.js';
 
 const corpus = join(import.meta.dirname, '..', 'fuzz', 'corpus');
 
@@ -18,6 +19,25 @@ describe('fuzz corpus', () => {
         const input = readFileSync(join(corpus, t.name, f));
         expect(() => t.run(input), `${t.name}/${f}`).not.toThrow();
       }
+    });
+  }
+});
+
+describe('tls target: the session server', () => {
+  const step = (op: number, d: number[] | Buffer = []): Buffer => Buffer.concat([Buffer.of(op, d.length >> 8, d.length & 0xff), Buffer.from(d)]);
+  for (const [flags, what] of [[0, 'SHA-256, X25519'], [3, 'SHA-384, secp256r1']] as const) {
+    it(`${what}: takes the client through the handshake, data, a KeyUpdate and close_notify`, () => {
+      const input = Buffer.concat([
+        Buffer.of(0, flags),
+        step(1),
+        step(2, [22, 8, 0, 0, 2, 0, 0]),
+        step(3),
+        step(2, Buffer.concat([Buffer.of(23), Buffer.from('one')])),
+        step(4, [1]),
+        step(5, Buffer.concat([Buffer.of(23, 1), Buffer.from('two')])),
+        step(7, [1, 0]),
+      ]);
+      expect(sessionEvents(input)).toEqual(['send', 'connected', `data ${Buffer.from('one').toString('hex')}`, 'send', `data ${Buffer.from('two').toString('hex')}`, 'end']);
     });
   }
 });

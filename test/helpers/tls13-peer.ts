@@ -138,6 +138,14 @@ export interface PeerKnobs {
   hrr?: boolean;
   /** Flip a bit of the server Finished. */
   badFinished?: boolean;
+  /** The key share value sent in the ServerHello instead of the server's own. */
+  keyShare?: Buffer;
+  /** The EncryptedExtensions message (default: no extensions). */
+  encryptedExtensions?: Buffer;
+  /** Cut the Finished's verify_data to this many bytes. */
+  finishedLength?: number;
+  /** Handshake bytes sent after the Finished in the same record. */
+  afterFinished?: Buffer;
 }
 
 /** The server side of one handshake. */
@@ -205,7 +213,7 @@ export class ScriptedTlsServer {
     const shared = diffieHellman({ privateKey: kp.privateKey, publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: clientX25519.toString('base64url') }, format: 'jwk' }) });
     const exts: Buffer[] = [];
     if (this.knobs.version !== null) exts.push(ext(43, Buffer.from([(this.knobs.version ?? 0x0304) >> 8, (this.knobs.version ?? 0x0304) & 0xff])));
-    exts.push(ext(51, Buffer.concat([Buffer.of(0, 0x1d), vec16(pub)])));
+    exts.push(ext(51, Buffer.concat([Buffer.of(0, 0x1d), vec16(this.knobs.keyShare ?? pub)])));
     if (!this.knobs.noPsk) exts.push(ext(41, Buffer.of(0, 0)));
     const random = this.knobs.hrr ? Buffer.from('cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c', 'hex') : Buffer.alloc(32, 7);
     const suite = this.knobs.suiteId ?? this.suite.id;
@@ -218,11 +226,12 @@ export class ScriptedTlsServer {
     const sHsSecret = deriveSecret(h, hs, 's hs traffic', th);
     this.clientHs = new Keys(this.suite, cHsSecret);
     this.serverHs = new Keys(this.suite, sHsSecret);
-    const ee = Buffer.of(8, 0, 0, 2, 0, 0);
+    const ee = this.knobs.encryptedExtensions ?? Buffer.of(8, 0, 0, 2, 0, 0);
     this.transcript.update(ee);
     const fv = verifyData(h, sHsSecret, this.transcript.copy().digest());
     if (this.knobs.badFinished) fv[0]! ^= 1;
-    const fin = Buffer.concat([Buffer.of(20), u24(fv.length), fv]);
+    const fvSent = fv.subarray(0, this.knobs.finishedLength ?? fv.length);
+    const fin = Buffer.concat([Buffer.of(20), u24(fvSent.length), fvSent]);
     this.transcript.update(fin);
     const th2 = this.transcript.copy().digest();
     this.expectedClientFinished = verifyData(h, cHsSecret, th2);
@@ -230,7 +239,7 @@ export class ScriptedTlsServer {
     this.clientAp = new Keys(this.suite, deriveSecret(h, master, 'c ap traffic', th2));
     this.serverAp = new Keys(this.suite, deriveSecret(h, master, 's ap traffic', th2));
     const shRecord = Buffer.concat([Buffer.of(22, 3, 3), vec16(sh)]);
-    return Buffer.concat([shRecord, this.serverHs.seal(22, Buffer.concat([ee, fin]))]);
+    return Buffer.concat([shRecord, this.serverHs.seal(22, Buffer.concat([ee, fin, this.knobs.afterFinished ?? Buffer.alloc(0)]))]);
   }
 
   /** Check the client's Finished record. */
