@@ -188,3 +188,32 @@ write('tls', Buffer.concat([Buffer.from([6, 0]), body(rfc8448.encryptedExtension
 write('tls', Buffer.concat([Buffer.from([6, 0]), body(rfc8448.pskEncryptedExtensions)]));
 write('tls', Buffer.concat([Buffer.from([6, 0]), body(rfc8448.newSessionTicket)]));
 write('tls', Buffer.concat([Buffer.from([7, 0]), body(rfc8448.serverFinished)]));
+
+// nvmeof serve HTTP requests: byte 0 bit 0 = TCP listener with a token; then "METHOD TARGET", header lines, an empty
+// line and the body, as node:http hands them over.
+const req = (flags: number, method: string, target: string, headers: string[], body = ''): Buffer =>
+  Buffer.concat([Buffer.from([flags]), Buffer.from(`${method} ${target}\n${headers.map((x) => `${x}\n`).join('')}\n${body}`)]);
+const bearer = 'authorization: Bearer fuzz-token-0123456789';
+const ctrl = JSON.stringify({ traddr: '127.0.0.1', trsvcid: 4420, subnqn: 'nqn.2016-06.io.spdk:cnode1', hostnqn: 'nqn.2014-08.org.nvmexpress:uuid:6c2f7a0e-3b1d-4c8e-9f00-1a2b3c4d5e6f' });
+write('serve-http', req(1, 'GET', '/v1/health', [bearer]));
+write('serve-http', req(0, 'GET', '/metrics', []));
+write('serve-http', req(0, 'GET', '/v1/events?lastEventId=12', ['last-event-id: 7']));
+write('serve-http', req(1, 'POST', '/v1/controllers', [bearer, 'content-type: application/json', `content-length: ${ctrl.length}`], ctrl));
+write('serve-http', req(0, 'GET', '/v1/controllers/c1', []));
+write('serve-http', req(0, 'DELETE', '/v1/controllers/c%31', []));
+write('serve-http', req(0, 'POST', '/v1/controllers/c1/reconnect', []));
+write('serve-http', req(0, 'GET', '/v1/controllers/c1/namespaces', []));
+write('serve-http', req(0, 'GET', '/v1/controllers/c1/namespaces/1/blocks?lba=0x10&count=8', []));
+write('serve-http', req(0, 'PUT', '/v1/controllers/c1/namespaces/4294967294/blocks?lba=18446744073709551615&count=1', ['content-length: 512'], 'x'.repeat(512)));
+write('serve-http', req(0, 'POST', '/v1/controllers/c1/namespaces/1/reservations/register', [], JSON.stringify({ action: 'register', newKey: '0x1234', ignoreExistingKey: true })));
+write('serve-http', req(0, 'POST', '/v1/controllers/c1/namespaces/1/reservations/acquire', [], JSON.stringify({ action: 'acquire', type: 'write-exclusive', key: 5 })));
+write('serve-http', req(0, 'POST', '/v1/controllers/c1/namespaces/1/reservations/release', [], JSON.stringify({ action: 'release', type: 'write-exclusive', key: '5' })));
+write('serve-http', req(0, 'GET', '/v1/controllers/c1/namespaces/1/reservations?extended=true', []));
+write('serve-http', req(0, 'GET', '/v1/subsystems', []));
+write('serve-http', req(0, 'POST', '/v1/discovery', [], JSON.stringify({ traddr: '127.0.0.1', trsvcid: 8009, connect: true })));
+write('serve-http', req(0, 'GET', '/v1/discovery/d1/log', []));
+write('serve-http', req(0, 'POST', '/v1/multipath', [], JSON.stringify({ subnqn: 'nqn.2016-06.io.spdk:cnode1', nsid: 1, paths: [{ traddr: '127.0.0.1' }] })));
+write('serve-http', req(0, 'GET', '/v1/multipath/m1', []));
+write('serve-http', req(0, 'HEAD', '/v1/health', []));
+write('serve-http', req(0, 'GET', 'http://localhost:8080/v1/controllers/%E0%A4%A', []));
+write('serve-http', req(0, 'OPTIONS', '*', []));

@@ -45,6 +45,7 @@ import { RequestParser, decodeOptionHeader, decodeInfoRequest, decodeMetaContext
 import { parseConfig, parseControllerSpec, parseDiscoverySpec, parseMultipathSpec } from '../src/serve/validate.js';
 import { parseListen } from '../src/serve/http.js';
 import { tlsTarget } from './tls.js';
+import { httpTarget } from './http.js';
 
 /** A finding: what the fuzzer reports and saves. */
 export class FuzzFinding extends Error {
@@ -451,7 +452,7 @@ const serveTarget: FuzzTarget = {
   },
 };
 
-export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget, capsuleTarget, nbdTarget, authTarget, serveTarget, tlsTarget];
+export const targets: readonly FuzzTarget[] = [readerTarget, identifyTarget, logPagesTarget, discoveryTarget, capsuleTarget, nbdTarget, authTarget, serveTarget, tlsTarget, httpTarget];
 
 export function findTarget(name: string): FuzzTarget {
   const t = targets.find((x) => x.name === name);

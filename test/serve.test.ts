@@ -255,6 +255,52 @@ describe('nvmeof serve: controllers', () => {
     expect((await call(env, 'GET', `/v1/controllers/${id}`)).json.state).toBe('live');
   });
 
+  it('request targets a client can send: bad percent-encoding is a 400, never a 500; no host in the path; 405 lists the methods', async () => {
+    const env = await setup();
+    const logged: string[] = [];
+    const log = env.daemon.log.bind(env.daemon);
+    env.daemon.log = (m: string) => {
+      logged.push(m);
+      log(m);
+    };
+    const url = new URL(env.base);
+    const raw = (method: string, path: string) =>
+      new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: Json }>((resolve, reject) => {
+        const req = http.request({ host: url.hostname, port: url.port, method, path, headers: auth }, (res) => {
+          let text = '';
+          res.on('data', (c) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text ? JSON.parse(text) : undefined }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const cases: [string, string, number, RegExp | null][] = [
+      // decodeURIComponent threw a URIError here: a 500 internal error and a log line.
+      ['GET', '/v1/controllers/%E0%A4%A', 400, /malformed percent-encoding: "%E0%A4%A"/],
+      ['GET', '/v1/controllers/c%zz/namespaces', 400, /malformed percent-encoding/],
+      ['DELETE', '/v1/discovery/%', 400, /malformed percent-encoding/],
+      ['GET', '/v1/controllers/%63%39%39', 404, /c99/],
+      // A target starting with // was read as a URL with a host: this one reached /v1/health.
+      ['GET', '//elsewhere/v1/health', 404, /no endpoint \/\/elsewhere\/v1\/health/],
+      ['GET', `http://${url.host}/v1/health`, 200, null],
+      ['GET', '/v1/controllers/', 404, /no endpoint/],
+      ['GET', '/v1/health/', 404, /no endpoint/],
+      ['GET', '/v1/../v1/health', 404, /no endpoint/],
+      ['OPTIONS', '*', 400, /must be a path/],
+    ];
+    for (const [method, path, status, message] of cases) {
+      const r = await raw(method, path);
+      expect({ path, status: r.status }).toEqual({ path, status });
+      if (message) expect(r.body.error.message).toMatch(message);
+    }
+    const head = await raw('HEAD', '/v1/health');
+    expect(head.status).toBe(405);
+    expect(head.headers.allow).toBe('GET');
+    expect((await raw('PUT', '/v1/controllers/c1')).headers.allow).toBe('GET, DELETE');
+    expect(logged.filter((m) => /internal error/.test(m))).toEqual([]);
+    expect((await call(env, 'GET', '/metrics')).text).not.toMatch(/NVMEOF_ERR_INTERNAL/);
+  });
+
   it('TCP needs the bearer token: 401 without it or with a wrong one; a TCP listener is refused without a token', async () => {
     const env = await setup();
     for (const headers of [{} as Record<string, string>, { authorization: 'Bearer wrong-token-0123456789' }, { authorization: `Basic ${TOKEN}` }]) {
