@@ -1,7 +1,7 @@
 /**
  * Fuzzing runner.
  *
- *   npm run fuzz:ci                          every target for 14 s, seeded from fuzz/corpus (CI, every submission)
+ *   npm run fuzz:ci                          every target for 11 s, seeded from fuzz/corpus (CI, every submission)
  *   npm run fuzz -- --minutes N              every target for N minutes (long run)
  *   npm run fuzz -- --target pdu-reader --seconds 60
  *   npm run fuzz -- --minutes 10 --merge     then minimize fuzz/corpus/<target> with what the run found
@@ -46,7 +46,7 @@ function positive(name: string, v: string | undefined, fallback: number): number
 }
 
 const selected = (values.target ?? targets.map((t) => t.name)).map((n) => findTarget(n).name);
-const durationMs = values.minutes !== undefined ? positive('minutes', values.minutes, 1) * 60_000 : positive('seconds', values.seconds, values.ci ? 14 : 60) * 1000;
+const durationMs = values.minutes !== undefined ? positive('minutes', values.minutes, 1) * 60_000 : positive('seconds', values.seconds, values.ci ? 11 : 60) * 1000;
 const hangMs = positive('timeout', values.timeout, 5000);
 const maxLen = positive('max-len', values['max-len'], 16384);
 
