@@ -11,7 +11,7 @@ import { AsyncEventConfig, AsyncEventType, NoticeEvent, asyncEventConfigFor, dec
 import { AnaTracker, anaLogBytesNeeded, toAnaStateName } from '../src/host/ana.js';
 import { AERL } from '../src/target/controller.js';
 import type { AnaLog } from '../src/protocol/logpages.js';
-import { TargetEnv, sleep, settled } from './helpers/target-env.js';
+import { TargetEnv, adminRoundTrip, settled } from './helpers/target-env.js';
 import { waitFor } from './helpers/wait.js';
 
 const env = new TargetEnv();
@@ -126,7 +126,8 @@ describe('event hub and bounded iterator', () => {
       hub.emit({ type: 'discovery-change' });
       expect(seen).toEqual(['*:other', 'd:discovery-change', '*:discovery-change', '*:discovery-change']);
       expect(it.queued).toBe(2);
-      await sleep(1);
+      // Each throwing call is reported as an uncaught exception from a microtask.
+      await waitFor(() => errors.length >= 3, 2000, 'the listener errors to be reported');
     } finally {
       process.removeListener('uncaughtException', onUncaught);
     }
@@ -202,17 +203,23 @@ describe('ANA tracker', () => {
     let active = 0;
     let maxActive = 0;
     let count = 0;
+    // Each read stays open until the test lets it finish, so the calls below all come while the first one runs.
+    const gates: (() => void)[] = [];
     const t = new AnaTracker(async () => {
       active++;
       maxActive = Math.max(maxActive, active);
       count++;
-      await sleep(20);
+      await new Promise<void>((r) => gates.push(r));
       active--;
       return log(count, [{ g: 1, s: 1, ns: [1] }]);
     }, 10);
     const p1 = t.refresh();
     const p2 = t.refresh(true);
     const p3 = t.refresh(false, 'aen');
+    await waitFor(() => gates.length === 1, 2000, 'the first read');
+    gates.shift()!();
+    await waitFor(() => gates.length === 1, 2000, 'the follow-up read');
+    gates.shift()!();
     await Promise.all([p1, p2, p3]);
     expect(count).toBe(2);
     expect(maxActive).toBe(1);
@@ -251,7 +258,8 @@ describe('controller events against the embedded target', () => {
   it('does not arm AERs with events: false', async () => {
     await env.start();
     const ctrl = await env.connect({ ioQueues: 1, events: false });
-    await sleep(20);
+    // AERs would be submitted at the end of bring-up, before this Keep Alive: the target has seen them by its answer.
+    await adminRoundTrip(ctrl);
     expect(env.target.controllers()[0]!.outstandingAers).toBe(0);
     expect(ctrl.asyncEvents).toBeUndefined();
   });
@@ -263,7 +271,8 @@ describe('controller events against the embedded target', () => {
     const ctrl = await env.connect({ ioQueues: 1 });
     const tc = env.target.controllers()[0]!;
     await waitFor(() => ctrl.asyncEvents!.failed === 2);
-    await sleep(30);
+    // A replacement would be submitted from the failed completion's handler, before this Keep Alive.
+    await adminRoundTrip(ctrl);
     expect(tc.outstandingAers).toBe(2);
     expect(ctrl.asyncEvents).toMatchObject({ outstanding: 2, failed: 2 });
     expect(ctrl.asyncEvents!.lastError).toMatchObject({ sct: 1, sc: 5 });
@@ -271,7 +280,8 @@ describe('controller events against the embedded target', () => {
     const got = nextEvent(ctrl, 'other');
     env.target.sendAsyncEvent({ type: 7, info: 1, lid: 0 });
     await got;
-    await sleep(30);
+    await waitFor(() => ctrl.asyncEvents!.failed === 3, 2000, 'the replacement AER to be refused');
+    await adminRoundTrip(ctrl);
     expect(ctrl.asyncEvents!.failed).toBe(3);
     expect(tc.outstandingAers).toBe(1);
   });
@@ -348,8 +358,13 @@ describe('controller events against the embedded target', () => {
     env.subsys.setAnaState(env.port, 1, 'change');
     await changing;
     const started = Date.now();
+    // The read meets ANA Transition: it must be retried, not failed. Wait for the target to see it a second time.
+    let reads = 0;
+    env.target.on('command', (c) => {
+      if (c.qid > 0 && c.opcode === 0x02) reads++;
+    });
     const read = ns.read(0, 1);
-    await sleep(150);
+    await waitFor(() => reads >= 2, 5000, 'the read to be retried');
     expect(await settled(read)).toBe('pending');
     env.subsys.setAnaState(env.port, 1, 'optimized');
     const data = await read;

@@ -1,5 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import * as net from 'node:net';
 import { QueuePair } from '../src/transport/queue-pair.js';
 import * as cmds from '../src/protocol/commands.js';
 import { authReceive } from '../src/protocol/auth.js';
@@ -55,12 +57,20 @@ describe('QueuePair', () => {
   });
 
   it('pipelines up to the depth and queues the rest in order', async () => {
-    const { qp, conn } = await open({ depth: 4 });
-    const results = Array.from({ length: 10 }, () => qp.submit(cmds.keepAlive()));
+    // The queue pair writes to a socket the test holds, so what it wrote can be counted on the host side.
+    peer = new ScriptedPeer();
+    const port = await peer.listen();
+    const socket = net.connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    const pair = await QueuePair.open({ host: '127.0.0.1', port, qid: 1, depth: 4, inCapsuleBytes: 8192, socket });
+    qp = pair;
+    const conn = await peer.connection();
+    const icreq = socket.bytesWritten;
+    const results = Array.from({ length: 10 }, () => pair.submit(cmds.keepAlive()));
     const first = await conn.commands(4);
-    await new Promise((r) => setTimeout(r, 50));
-    // Nothing beyond the depth is on the wire.
-    expect(conn.received.filter((p) => p.type === PduType.CapsuleCmd)).toHaveLength(0);
+    // Nothing beyond the depth is on the wire: no completion was sent yet, so the one flush that brought these four is
+    // everything the queue pair wrote since the ICReq (four 72-byte command capsules).
+    expect(socket.bytesWritten - icreq).toBe(4 * 72);
     expect(qp.outstanding).toBe(4);
     expect(qp.queued).toBe(6);
     const cids = first.map((c) => cmdInfo(c).cid);
@@ -422,7 +432,7 @@ describe('QueuePair', () => {
     const [c] = await conn.commands(1);
     await expect(p).rejects.toMatchObject({ code: ErrorCode.TIMEOUT });
     const q = qp.submit(cmds.keepAlive());
-    await new Promise((r) => setTimeout(r, 50));
+    // Only a completion frees a slot, and none was sent: the new command waits.
     expect(qp.queued).toBe(1); // slot still reserved by the timed-out command
     conn.respond(cmdInfo(c!).cid); // late completion: discarded, frees the slot
     const [d] = await conn.commands(1);
@@ -455,7 +465,13 @@ describe('QueuePair', () => {
     const [c] = await conn.commands(1);
     conn.respond(cmdInfo(c!).cid);
     await first;
-    await new Promise((r) => setTimeout(r, 30));
+    // The aborted command would have gone out when the slot freed, before a command submitted now: the next capsule
+    // on the wire is this one.
+    const third = qp.submit(cmds.getFeatures({ fid: 0x07 }));
+    const [next] = await conn.commands(1);
+    expect(cmdInfo(next!).opcode).toBe(0x0a);
+    conn.respond(cmdInfo(next!).cid);
+    await third;
     expect(conn.received.filter((p) => p.type === PduType.CapsuleCmd)).toHaveLength(0);
   });
 

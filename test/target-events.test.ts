@@ -11,7 +11,8 @@ import { ErrorCode, NvmeStatusError } from '../src/errors.js';
 import type { Completion } from '../src/transport/queue-pair.js';
 import type { Controller } from '../src/host/controller.js';
 import { NvmeTarget } from '../src/target/index.js';
-import { TargetEnv, SUBNQN, HOSTNQN, HOSTNQN2, sleep, settled } from './helpers/target-env.js';
+import { TargetEnv, SUBNQN, HOSTNQN, HOSTNQN2, adminRoundTrip, settled } from './helpers/target-env.js';
+import { waitFor } from './helpers/wait.js';
 
 const env = new TargetEnv();
 afterEach(() => env.cleanup());
@@ -61,12 +62,12 @@ describe('target ANA', () => {
     // Masked until the host reads the ANA log with RAE = 0.
     const ev2 = aer(ctrl);
     env.subsys.setAnaState(env.port, 1, 'change');
-    await sleep(30);
+    await adminRoundTrip(ctrl);
     expect(await settled(ev2)).toBe('pending');
     const retained = await anaLog(ctrl, { rae: true });
     expect(retained.groups[0]).toMatchObject({ state: 0xf, stateName: 'change' });
     env.subsys.setAnaState(env.port, 1, 'persistent-loss');
-    await sleep(30);
+    await adminRoundTrip(ctrl);
     expect(await settled(ev2)).toBe('pending');
     const read = await anaLog(ctrl);
     expect(read.chgcnt).toBeGreaterThan(before.chgcnt);
@@ -104,7 +105,7 @@ describe('target ANA', () => {
     const e2 = aer(c2);
     env.target.setAnaState(port2, 2, 'optimized');
     expect(event(await e2).info).toBe(3);
-    await sleep(20);
+    await adminRoundTrip(c1);
     expect(await settled(e1)).toBe('pending');
     await ns2via2.read(0, 1);
     expect(env.subsys.anaState(port2, 2)).toBe(1);
@@ -125,7 +126,7 @@ describe('target namespace changes and AERs', () => {
     expect(await changed(true)).toEqual([5]);
     const ev2 = aer(ctrl);
     env.subsys.removeNamespace(1);
-    await sleep(20);
+    await adminRoundTrip(ctrl);
     expect(await settled(ev2)).toBe('pending');
     expect(await changed(false)).toEqual([1, 5]);
     expect(await changed(false)).toEqual([]);
@@ -154,7 +155,7 @@ describe('target namespace changes and AERs', () => {
     await ctrl.adminCommand(cmds.setFeatures({ fid: 0x0b, cdw11: 0 }));
     const ev = aer(ctrl);
     env.subsys.addNamespace({ nsid: 2, blocks: 8 });
-    await sleep(20);
+    await adminRoundTrip(ctrl);
     expect(await settled(ev)).toBe('pending');
     await ctrl.adminCommand(cmds.setFeatures({ fid: 0x0b, cdw11: 1 << 8 }));
     expect((await ctrl.adminCommand(cmds.getFeatures({ fid: 0x0b }))).cqe.dw0).toBe(1 << 8);
@@ -284,8 +285,7 @@ describe('target discovery', () => {
     // Removing a port drops its entries and its connections.
     const io2 = await env.connect({ port: port2.port, ioQueues: 1 });
     await port2.close();
-    await sleep(20);
-    expect(io2.state).toBe('closed');
+    await waitFor(() => io2.state === 'closed', 5000, 'the controller on the removed port to close');
     const log4 = await discoveryLog(disc);
     expect(log4.entries.every((e) => e.portid !== 9)).toBe(true);
     expect(env.target.ports().map((p) => p.portid)).toEqual([env.port.portid]);
@@ -337,9 +337,10 @@ describe('target run-time programming', () => {
     expect(target.controllers()).toHaveLength(0);
     await target.close();
     await expect(target.listen()).rejects.toMatchObject({ code: ErrorCode.INVALID_STATE });
-    await sleep(20);
-    const after = process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap').length;
-    expect(after).toBeLessThanOrEqual(before);
+    // Closed sockets release their handles a turn or two later.
+    const active = () => process.getActiveResourcesInfo().filter((r) => r !== 'TTYWrap');
+    await waitFor(() => active().length <= before, 5000, 'handles to be released', () => active().join(', '));
+    expect(active().length).toBeLessThanOrEqual(before);
   });
 
   it('allocates namespaces lazily and exposes their contents', async () => {

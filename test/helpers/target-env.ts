@@ -4,6 +4,7 @@
  */
 import { NvmeTarget, type NvmeTargetOptions, type NamespaceOptions, type SubsystemOptions, type TargetNamespace, type TargetPort, type TargetSubsystem } from '../../src/target/index.js';
 import { connect, type ConnectOptions, type Controller } from '../../src/host/controller.js';
+import { keepAlive } from '../../src/protocol/commands.js';
 
 export const SUBNQN = 'nqn.2024-01.io.nvmeof.test:disk1';
 export const HOSTNQN = 'nqn.2014-08.org.nvmexpress:uuid:6c2f7a0e-3b1d-4c8e-9f00-1a2b3c4d5e6f';
@@ -50,6 +51,16 @@ export class TargetEnv {
 /** Resolve after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * The barrier for checks that something did NOT happen on a controller's admin queue: a Keep Alive round trip.
+ * Commands on one queue go out in submission order, and the target answers one queue's commands in order on one
+ * connection, so an answer it queued before this Keep Alive's (an AER completion) has reached the host, and a command
+ * the host submitted before it (an AER) has reached the target, once this one completes. No wall time is involved.
+ */
+export async function adminRoundTrip(ctrl: Controller): Promise<void> {
+  await ctrl.adminCommand(keepAlive());
 }
 
 /** Settle state of a promise right now (after a macrotask turn). */
