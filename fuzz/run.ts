@@ -48,6 +48,8 @@ function positive(name: string, v: string | undefined, fallback: number): number
 const selected = (values.target ?? targets.map((t) => t.name)).map((n) => findTarget(n).name);
 const durationMs = values.minutes !== undefined ? positive('minutes', values.minutes, 1) * 60_000 : positive('seconds', values.seconds, values.ci ? 11 : 60) * 1000;
 const hangMs = positive('timeout', values.timeout, 5000);
+/** Workers that did not stop when terminated. */
+let stuckWorkers = 0;
 const maxLen = positive('max-len', values['max-len'], 16384);
 
 interface Outcome {
@@ -105,6 +107,7 @@ function runEngine(target: string, opts: { durationMs: number; corpusDirs: strin
       } else if (terminatedAt !== 0 && Date.now() - terminatedAt > 10_000) {
         // A worker that does not stop (stuck outside JavaScript) is left to the process exit; the run goes on.
         finding += ' (the worker did not stop when terminated)';
+        stuckWorkers++;
         finish();
       }
     }, 250);
@@ -182,7 +185,14 @@ async function main(): Promise<number> {
 }
 
 main().then(
-  (code) => process.exit(code),
+  (code) => {
+    if (stuckWorkers > 0) {
+      // process.exit() would wait for the stuck thread for ever (a deadlock inside Node is the likely cause).
+      console.log('a worker thread did not stop; ending the process with SIGKILL');
+      process.kill(process.pid, 'SIGKILL');
+    }
+    process.exit(code);
+  },
   (err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
     process.exit(2);

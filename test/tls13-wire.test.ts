@@ -4,7 +4,8 @@
  * with the alert the client answers with.
  */
 import { Buffer } from 'node:buffer';
-import { describe, expect, it } from 'vitest';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode, TlsError } from '../src/errors.js';
 import { acceptEncryptedExtensions, acceptServerHello, x25519Share } from '../src/transport/tls13/client.js';
 import { TLS_AES_128_GCM_SHA256 } from '../src/transport/tls13/key-schedule.js';
@@ -259,5 +260,41 @@ describe('TLS 1.3 handshake reassembly', () => {
     const n = MAX_HANDSHAKE + 1;
     const h = new HandshakeReader();
     expect(refusal(() => h.feed(Buffer.of(4, n >> 16, (n >> 8) & 0xff, n & 0xff), () => {}))).toEqual({ sends: 50, message: `the target sent a ${n}-byte handshake message` });
+  });
+});
+
+describe('X25519 key share', () => {
+  // Found by the tls fuzz target: a worker hung for good (every thread waiting on a lock). Node 20 holds a fresh key's
+  // lock while exporting it as JWK and allocating; a collection at that moment finalizes the key generation job, which
+  // takes the same lock. In a worker with --gc-interval=50, 5 of 8 runs of 20,000 generate-and-export calls hung.
+  // The share now takes its public key from the DER the generation returns and never exports a KeyObject.
+  it('takes its public value without exporting a KeyObject, and agrees with the peer', () => {
+    // RFC 7748 section 6.1's key pair, for the classes' prototypes.
+    const alice = {
+      d: hex('77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a'),
+      x: hex('8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a'),
+    };
+    const priv = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d: alice.d.toString('base64url'), x: alice.x.toString('base64url') }, format: 'jwk' });
+    const pub = createPublicKey(priv);
+    const spies = [vi.spyOn(Object.getPrototypeOf(pub) as { export(): unknown }, 'export'), vi.spyOn(Object.getPrototypeOf(priv) as { export(): unknown }, 'export')];
+    try {
+      const a = x25519Share();
+      const b = x25519Share();
+      expect(a.pub.length).toBe(32);
+      expect(a.compute(b.pub)).toEqual(b.compute(a.pub));
+      for (const s of spies) expect(s).not.toHaveBeenCalled();
+    } finally {
+      for (const s of spies) s.mockRestore();
+    }
+    // A share computes with RFC 7748's public key for Alice like any peer would.
+    expect(x25519Share().compute(alice.x).length).toBe(32);
+  });
+
+  it('refuses small-order points with illegal_parameter (RFC 7748 section 6.1)', () => {
+    const share = x25519Share();
+    for (const p of ['0000000000000000000000000000000000000000000000000000000000000000', '0100000000000000000000000000000000000000000000000000000000000000', 'e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800']) {
+      expect(refusal(() => share.compute(hex(p)))).toMatchObject({ sends: 47 });
+    }
+    expect(refusal(() => share.compute(Buffer.alloc(31))).message).toMatch(/not 32 bytes/);
   });
 });

@@ -4,7 +4,7 @@
  * the client's record layer). Knobs change single fields so tests can see each refusal.
  */
 import { Buffer } from 'node:buffer';
-import { createCipheriv, createDecipheriv, createHash, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import {
@@ -208,9 +208,10 @@ export class ScriptedTlsServer {
     if (!binder.equals(want)) throw new Error('binder does not verify');
     this.transcript.update(msg);
 
-    const kp = generateKeyPairSync('x25519');
-    const pub = Buffer.from(kp.publicKey.export({ format: 'jwk' }).x!, 'base64url');
-    const shared = diffieHellman({ privateKey: kp.privateKey, publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: clientX25519.toString('base64url') }, format: 'jwk' }) });
+    // DER out of the generation itself: a JWK export of a fresh key can deadlock Node 20 in a worker (see x25519Share).
+    const kp = generateKeyPairSync('x25519', { publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } });
+    const pub = Buffer.from(kp.publicKey.subarray(12));
+    const shared = diffieHellman({ privateKey: createPrivateKey({ key: kp.privateKey, format: 'der', type: 'pkcs8' }), publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: clientX25519.toString('base64url') }, format: 'jwk' }) });
     const exts: Buffer[] = [];
     if (this.knobs.version !== null) exts.push(ext(43, Buffer.from([(this.knobs.version ?? 0x0304) >> 8, (this.knobs.version ?? 0x0304) & 0xff])));
     exts.push(ext(51, Buffer.concat([Buffer.of(0, 0x1d), vec16(this.knobs.keyShare ?? pub)])));

@@ -13,7 +13,7 @@
  * share the client did not offer, bytes that do not parse. Keys never appear in messages.
  */
 import { Buffer } from 'node:buffer';
-import { createCipheriv, createDecipheriv, createECDH, createHash, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, timingSafeEqual, type Hash, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createECDH, createHash, createPrivateKey, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, timingSafeEqual, type Hash, type KeyObject } from 'node:crypto';
 import type * as net from 'node:net';
 import { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
@@ -152,13 +152,21 @@ export interface KeyShare {
   compute(peer: Buffer): Buffer;
 }
 
+/** DER SubjectPublicKeyInfo of an X25519 key: this 12-byte prefix, then the 32-byte key (RFC 8410). */
+const X25519_SPKI_PREFIX = Buffer.from('302a300506032b656e032100', 'hex');
+
 export function x25519Share(): KeyShare {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  const jwk = publicKey.export({ format: 'jwk' });
+  // The pair comes out DER-encoded from the generation itself. Exporting a freshly generated KeyObject as JWK can
+  // deadlock Node 20 in a worker thread: the export holds the key's lock while it allocates, and a collection that
+  // runs then finalizes the generation job, which takes the same lock.
+  const pair = generateKeyPairSync('x25519', { publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'der' } });
+  const privateKey = createPrivateKey({ key: pair.privateKey, format: 'der', type: 'pkcs8' });
+  const spki = pair.publicKey;
+  if (spki.length !== 44 || !spki.subarray(0, 12).equals(X25519_SPKI_PREFIX)) throw new TlsError('unexpected X25519 public key encoding');
   return {
     group: 'x25519',
     id: Group.x25519,
-    pub: Buffer.from(jwk.x!, 'base64url'),
+    pub: Buffer.from(spki.subarray(12)),
     compute(peer: Buffer): Buffer {
       if (peer.length !== 32) throw new TlsAbort(47, 'the target sent an X25519 key share that is not 32 bytes');
       let pk: KeyObject;
