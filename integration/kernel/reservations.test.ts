@@ -1,44 +1,30 @@
 /**
  * Persistent reservations against the Linux kernel target (nvmet with `resv_enable` on its namespaces; Linux 7.x,
- * the 'kernel' project only: 6.1 nvmet has no reservations), from two host identities in one process: the access
- * rules of all six reservation types, registration, the conflict rules, preempt, preempt-and-abort, release, clear,
- * the standard and extended reports, and reservation notifications arriving as controller events with their log page.
- *
- * The same scenarios run against SPDK (integration/spdk/reservations.test.ts) and the embedded target
- * (test/reservations-target.test.ts). Where nvmet answers differently from SPDK, the test says so and why.
- *
- * Where nvmet differs from SPDK (each test below says so where it checks it):
- * - Report CNTLID: nvmet reports every registrant with controller ID FFFFh (NVME_CNTLID_DYNAMIC: it uses the dynamic
- *   controller model, and a registration belongs to the host ID, not to one of its controllers); SPDK reports the
- *   controller ID of the registrant's controller.
+ * the 'kernel' project only: 6.1 nvmet has no reservations). The scenarios are integration/reservations-scenarios.ts,
+ * shared with SPDK (integration/spdk/reservations.test.ts). Where nvmet answers differently:
+ * - Report CNTLID: nvmet reports every registrant with controller ID FFFFh (NVME_CNTLID_DYNAMIC: the dynamic
+ *   controller model, where a registration belongs to the host ID, not to one of its controllers).
  * - Release with a type that does not match the reservation held: nvmet answers Reservation Conflict (its release
- *   path returns that for a type mismatch); SPDK answers Invalid Field in Command, as the NVMe Base specification
- *   asks of Reservation Release.
- *
- * Every test uses its own namespace of a subsystem made for this file, so reservation state never leaks between tests.
+ *   path returns that for a type mismatch), where the NVMe Base specification (and SPDK) answer Invalid Field in
+ *   Command.
  */
-import { randomUUID } from 'node:crypto';
-import { Buffer } from 'node:buffer';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { connect, type Controller } from '../../src/host/controller.js';
-import type { Namespace } from '../../src/host/namespace.js';
-import type { ReservationType } from '../../src/index.js';
+import { afterAll, beforeAll } from 'vitest';
+import { connect } from '../../src/host/controller.js';
+import { RESERVATION_NAMESPACES, reservationScenarios } from '../reservations-scenarios.js';
 import { describeKernel } from './env.js';
-import { KEY_A, KEY_B, hex, statusOf, expectConflict, recorder } from '../../test/helpers/reservations.js';
 
-const NAMESPACES = 12;
-/** The controller ID nvmet reports for every registrant (dynamic controller model); SPDK reports the real one. */
+/** The controller ID nvmet reports for every registrant (dynamic controller model). */
 const NVMET_REGISTRANT_CNTLID = 0xffff;
 const RESV_NQN = 'nqn.2014-08.org.nvmexpress:nvmf-test-reservations';
 
 describeKernel('kernel nvmet: reservations', (target) => {
   beforeAll(async () => {
-    // One guest command builds the subsystem: NAMESPACES namespaces of 2 MiB, each with resv_enable, on port 1.
+    // One guest command builds the subsystem: a 2 MiB namespace per scenario, each with resv_enable, on port 1.
     const r = await target.exec(
       [
         'set -e',
         `nvmet-ctl subsys-add ${RESV_NQN} 1 >/dev/null`,
-        `for n in $(seq ${NAMESPACES}); do nvmet-ctl ns-add ${RESV_NQN} $n 2M >/dev/null; nvmet-ctl ns-resv ${RESV_NQN} $n 1 >/dev/null; done`,
+        `for n in $(seq ${RESERVATION_NAMESPACES}); do nvmet-ctl ns-add ${RESV_NQN} $n 2M >/dev/null; nvmet-ctl ns-resv ${RESV_NQN} $n 1 >/dev/null; done`,
         `nvmet-ctl link 1 ${RESV_NQN}`,
       ].join('\n'),
     );
@@ -48,232 +34,10 @@ describeKernel('kernel nvmet: reservations', (target) => {
     await target.removeSubsystem(RESV_NQN);
   });
 
-  // Two host identities for the whole file; every test connects fresh controllers with them.
-  const HOST_A = `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`;
-  const HOST_B = `nqn.2014-08.org.nvmexpress:uuid:${randomUUID()}`;
-  const ctrls: Controller[] = [];
-  afterEach(async () => {
-    await Promise.allSettled(ctrls.splice(0).map((c) => c.close()));
-  });
-
-  async function host(hostnqn: string): Promise<Controller> {
-    const c = await connect({ host: target.host, port: target.port, subnqn: RESV_NQN, hostnqn, ioQueues: 2 });
-    ctrls.push(c);
-    return c;
-  }
-
-  let nextNsid = 1;
-  /** Both hosts connected and a namespace that no other test touches. */
-  async function twoHosts() {
-    const nsid = nextNsid++;
-    if (nsid > NAMESPACES) throw new Error('out of namespaces: raise NAMESPACES');
-    const a = await host(HOST_A);
-    const b = await host(HOST_B);
-    return { a, b, nsA: await a.namespace(nsid), nsB: await b.namespace(nsid), nsid };
-  }
-
-  async function registerBoth(nsA: Namespace, nsB: Namespace): Promise<void> {
-    await nsA.reservationRegister({ action: 'register', newKey: KEY_A });
-    await nsB.reservationRegister({ action: 'register', newKey: KEY_B });
-  }
-
-  const block = (ns: Namespace, fill: number) => Buffer.alloc(ns.blockSize, fill);
-
-  it('nvmet reports reservation support for a namespace with resv_enable', async () => {
-    const { a, nsA } = await twoHosts();
-    expect(a.oncs?.reservations).toBe(true);
-    expect(nsA.identity.decoded.rescap).toMatchObject({
-      writeExclusive: true, exclusiveAccess: true, writeExclusiveRegistrantsOnly: true, exclusiveAccessRegistrantsOnly: true,
-      writeExclusiveAllRegistrants: true, exclusiveAccessAllRegistrants: true,
-    });
-  });
-
-  it('two identities register; Write Exclusive: the other host reads but its write conflicts; reports list both', async () => {
-    const { a, b, nsA, nsB, nsid } = await twoHosts();
-    expect(a.hostid).not.toBe(b.hostid);
-    await registerBoth(nsA, nsB);
-    const before = await nsA.reservationReport({ extended: true });
-    expect(before.type).toBeNull();
-    // nvmet: CNTLID FFFFh for every registrant (SPDK: a.cntlid and b.cntlid).
-    expect(before.registrants.map((r) => [r.hostId, r.key, r.cntlid]).sort()).toEqual([
-      [hex(a.hostid), KEY_A, NVMET_REGISTRANT_CNTLID],
-      [hex(b.hostid), KEY_B, NVMET_REGISTRANT_CNTLID],
-    ].sort());
-
-    await nsA.reservationAcquire({ action: 'acquire', type: 'write-exclusive', key: KEY_A });
-    await nsA.write(0, block(nsA, 0xaa));
-    await expectConflict(nsB.write(0, block(nsB, 0xbb)));
-    expect(await nsB.read(0, 1)).toEqual(block(nsB, 0xaa));
-
-    // Another controller of host A (same host NQN and host ID) is the holder too.
-    const a2 = await host(HOST_A);
-    expect([a2.hostnqn, a2.hostid]).toEqual([a.hostnqn, a.hostid]);
-    const nsA2 = await a2.namespace(nsid);
-    await nsA2.write(1, block(nsA2, 0xa2));
-
-    const report = await nsB.reservationReport();
-    expect(report.extended).toBe(true);
-    expect(report.type).toBe('write-exclusive');
-    expect(report.generation).toBe(before.generation);
-    expect(report.holder).toMatchObject({ hostId: hex(a.hostid), key: KEY_A, holdsReservation: true });
-    const byHost = new Map(report.registrants.map((r) => [r.hostId, r]));
-    expect(byHost.get(hex(a.hostid))).toMatchObject({ key: KEY_A, holdsReservation: true });
-    expect(byHost.get(hex(b.hostid))).toMatchObject({ key: KEY_B, holdsReservation: false, cntlid: NVMET_REGISTRANT_CNTLID });
-
-    // The standard data structure carries 64-bit host IDs; an NVMe-oF host has a 128-bit one.
-    const std = await statusOf(nsB.reservationReport({ extended: false }));
-    expect(std.statusName).toBe('Host Identifier Inconsistent Format');
-    expect(std.message).toMatch(/extended report/);
-
-    await expectConflict(nsB.reservationAcquire({ action: 'acquire', type: 'write-exclusive', key: KEY_B }));
-    await expectConflict(nsB.reservationAcquire({ action: 'acquire', type: 'write-exclusive', key: KEY_A }));
-    await nsA.reservationRelease({ action: 'clear', key: KEY_A });
-  });
-
-  // The access rules of NVMe Base 2.0 table "Command Behavior in the Presence of a Reservation", for a host that is
-  // not the holder: 'ok' or 'conflict' for a read and a write, when that host is not registered and when it is.
-  const RULES: Array<[ReservationType, { unregistered: [string, string]; registrant: [string, string]; allHold: boolean }]> = [
-    ['write-exclusive', { unregistered: ['ok', 'conflict'], registrant: ['ok', 'conflict'], allHold: false }],
-    ['exclusive-access', { unregistered: ['conflict', 'conflict'], registrant: ['conflict', 'conflict'], allHold: false }],
-    ['write-exclusive-registrants-only', { unregistered: ['ok', 'conflict'], registrant: ['ok', 'ok'], allHold: false }],
-    ['exclusive-access-registrants-only', { unregistered: ['conflict', 'conflict'], registrant: ['ok', 'ok'], allHold: false }],
-    ['write-exclusive-all-registrants', { unregistered: ['ok', 'conflict'], registrant: ['ok', 'ok'], allHold: true }],
-    ['exclusive-access-all-registrants', { unregistered: ['conflict', 'conflict'], registrant: ['ok', 'ok'], allHold: true }],
-  ];
-
-  it('all six types: the holder reads and writes; the other host as non-registrant and as registrant per the spec table', async () => {
-    const { a, b, nsA, nsB } = await twoHosts();
-    const outcome = async (p: Promise<unknown>): Promise<string> => {
-      const err = await p.then(() => null, (e: unknown) => e);
-      if (err === null) return 'ok';
-      expect([(err as { sct?: number }).sct, (err as { sc?: number }).sc]).toEqual([0, 0x83]);
-      return 'conflict';
-    };
-    const seen: Record<string, unknown> = {};
-    const expected: Record<string, unknown> = {};
-    for (const [type, rule] of RULES) {
-      await nsA.reservationRegister({ action: 'register', newKey: KEY_A });
-      await nsA.reservationAcquire({ action: 'acquire', type, key: KEY_A });
-      await nsA.write(0, block(nsA, 0x11));
-      expect(await nsA.read(0, 1)).toEqual(block(nsA, 0x11));
-      const unregistered = [await outcome(nsB.read(0, 1)), await outcome(nsB.write(0, block(nsB, 0x22)))];
-      await nsB.reservationRegister({ action: 'register', newKey: KEY_B });
-      const registrant = [await outcome(nsB.read(0, 1)), await outcome(nsB.write(0, block(nsB, 0x33)))];
-      const report = await nsA.reservationReport();
-      const holders = report.registrants.filter((r) => r.holdsReservation).map((r) => r.hostId).sort();
-      seen[type] = { type: report.type, unregistered, registrant, holders };
-      expected[type] = {
-        type,
-        unregistered: rule.unregistered,
-        registrant: rule.registrant,
-        holders: (rule.allHold ? [hex(a.hostid), hex(b.hostid)] : [hex(a.hostid)]).sort(),
-      };
-      await nsA.reservationRelease({ action: 'clear', key: KEY_A });
-    }
-    expect(seen).toEqual(expected);
-  });
-
-  it('Exclusive Access: the other registrant can neither read nor write', async () => {
-    const { nsA, nsB } = await twoHosts();
-    await registerBoth(nsA, nsB);
-    await nsA.reservationAcquire({ action: 'acquire', type: 'exclusive-access', key: KEY_A });
-    await expectConflict(nsB.read(0, 1));
-    await expectConflict(nsB.write(0, block(nsB, 1)));
-    await nsA.read(0, 1);
-    await nsA.reservationRelease({ action: 'clear', key: KEY_A });
-  });
-
-  it('register rules: same key again is fine, another key conflicts, replace and unregister check the key', async () => {
-    const { nsA, nsB } = await twoHosts();
-    await nsA.reservationRegister({ action: 'register', newKey: KEY_A });
-    await nsA.reservationRegister({ action: 'register', newKey: KEY_A });
-    await expectConflict(nsA.reservationRegister({ action: 'register', newKey: KEY_B }));
-    await expectConflict(nsA.reservationRegister({ action: 'replace', currentKey: KEY_B, newKey: 5n }));
-    await nsA.reservationRegister({ action: 'replace', currentKey: KEY_A, newKey: 5n });
-    await nsA.reservationRegister({ action: 'replace', newKey: 6n, ignoreExistingKey: true });
-    await expectConflict(nsA.reservationRegister({ action: 'unregister', currentKey: 5n }));
-    const before = await nsA.reservationReport();
-    expect(before.registrants.map((r) => r.key)).toEqual([6n]);
-    await nsA.reservationRegister({ action: 'unregister', currentKey: 6n });
-    const after = await nsA.reservationReport();
-    expect(after.registrants).toEqual([]);
-    expect(after.generation).toBeGreaterThan(before.generation);
-    await expectConflict(nsB.reservationRegister({ action: 'unregister', currentKey: KEY_B }));
-  });
-
-  it('preempt: the preempted host loses its registration and gets a registration-preempted event', async () => {
-    const { a, b, nsA, nsB, nsid } = await twoHosts();
-    const eventsA = recorder(a);
-    await registerBoth(nsA, nsB);
-    await nsA.reservationAcquire({ action: 'acquire', type: 'write-exclusive', key: KEY_A });
-    const gen = (await nsB.reservationReport()).generation;
-    await nsB.reservationAcquire({ action: 'preempt', type: 'exclusive-access', key: KEY_B, preemptKey: KEY_A });
-    const ev = await eventsA.next((e) => e.notification === 'registration-preempted' && e.nsid === nsid);
-    expect(ev).toMatchObject({ type: 'reservation', nsid, cntlid: a.cntlid });
-    expect(ev.logPageCount).toBeGreaterThan(0n);
-    expect(ev.log).toMatchObject({ rnlptName: 'registration-preempted', nsid });
-    const report = await nsB.reservationReport();
-    expect(report.generation).toBeGreaterThan(gen);
-    expect(report.type).toBe('exclusive-access');
-    // nvmet: CNTLID FFFFh (SPDK: b.cntlid).
-    expect(report.registrants).toEqual([{ cntlid: NVMET_REGISTRANT_CNTLID, hostId: hex(b.hostid), key: KEY_B, holdsReservation: true }]);
-    await expectConflict(nsA.read(0, 1));
-    await expectConflict(nsA.reservationRelease({ action: 'release', type: 'exclusive-access', key: KEY_A }));
-    await nsB.reservationRelease({ action: 'clear', key: KEY_B });
-  });
-
-  it('preempt-and-abort takes the reservation over the same way', async () => {
-    const { a, b, nsA, nsB, nsid } = await twoHosts();
-    const eventsA = recorder(a);
-    await registerBoth(nsA, nsB);
-    await nsA.reservationAcquire({ action: 'acquire', type: 'write-exclusive-registrants-only', key: KEY_A });
-    await nsA.write(0, block(nsA, 7));
-    await nsB.reservationAcquire({ action: 'preempt-and-abort', type: 'write-exclusive', key: KEY_B, preemptKey: KEY_A });
-    await eventsA.next((e) => e.notification === 'registration-preempted' && e.nsid === nsid);
-    const report = await nsA.reservationReport();
-    expect(report.type).toBe('write-exclusive');
-    expect(report.holder?.hostId).toBe(hex(b.hostid));
-    expect(report.registrants).toHaveLength(1);
-    await expectConflict(nsA.write(0, block(nsA, 9)));
-    await nsB.write(0, block(nsB, 8));
-    await nsB.reservationRelease({ action: 'clear', key: KEY_B });
-  });
-
-  it('release: the other registrant gets reservation-released (registrants-only type); the type must match (nvmet: Reservation Conflict, SPDK: Invalid Field)', async () => {
-    const { b, nsA, nsB, nsid } = await twoHosts();
-    const eventsB = recorder(b);
-    await registerBoth(nsA, nsB);
-    await nsA.reservationAcquire({ action: 'acquire', type: 'write-exclusive-registrants-only', key: KEY_A });
-    // A type that does not match the reservation held: nvmet answers Reservation Conflict (SPDK and the spec:
-    // Invalid Field in Command), and the reservation stays.
-    await expectConflict(nsA.reservationRelease({ action: 'release', type: 'write-exclusive', key: KEY_A }));
-    expect((await nsA.reservationReport()).type).toBe('write-exclusive-registrants-only');
-    await expectConflict(nsA.reservationRelease({ action: 'release', type: 'write-exclusive-registrants-only', key: KEY_B }));
-    await nsA.reservationRelease({ action: 'release', type: 'write-exclusive-registrants-only', key: KEY_A });
-    const ev = await eventsB.next((e) => e.notification === 'reservation-released' && e.nsid === nsid);
-    expect(ev.cntlid).toBe(b.cntlid);
-    expect(ev.log).toMatchObject({ rnlptName: 'reservation-released', nsid });
-    const report = await nsA.reservationReport();
-    expect(report.type).toBeNull();
-    expect(report.holder).toBeUndefined();
-    expect(report.registrants).toHaveLength(2);
-    await nsA.reservationRelease({ action: 'clear', key: KEY_A });
-  });
-
-  it('clear: every registration goes and the other host gets reservation-preempted', async () => {
-    const { a, nsA, nsB, nsid } = await twoHosts();
-    const eventsA = recorder(a);
-    await registerBoth(nsA, nsB);
-    await nsA.reservationAcquire({ action: 'acquire', type: 'exclusive-access', key: KEY_A });
-    const gen = (await nsB.reservationReport()).generation;
-    await nsB.reservationRelease({ action: 'clear', key: KEY_B });
-    const ev = await eventsA.next((e) => e.notification === 'reservation-preempted' && e.nsid === nsid);
-    expect(ev.type).toBe('reservation');
-    expect(ev.log).toMatchObject({ rnlptName: 'reservation-preempted', nsid });
-    const report = await nsA.reservationReport();
-    expect(report).toMatchObject({ type: null, registrants: [] });
-    expect(report.generation).toBeGreaterThan(gen);
-    await nsA.write(0, block(nsA, 4));
-    await nsB.write(0, block(nsB, 5));
+  reservationScenarios({
+    name: 'nvmet',
+    connect: (hostnqn) => connect({ host: target.host, port: target.port, subnqn: RESV_NQN, hostnqn, ioQueues: 2 }),
+    registrantCntlid: () => NVMET_REGISTRANT_CNTLID,
+    releaseWrongType: 'reservation-conflict',
   });
 });
