@@ -37,6 +37,12 @@ export interface ReservationTarget {
    * reservation stays either way.
    */
   releaseWrongType: 'invalid-field' | 'reservation-conflict';
+  /**
+   * Which registrants a report marks as holding an All Registrants reservation: `every-registrant`, as the
+   * specification has it (every registrant is a reservation holder; nvmet), or `acquirer` (SPDK keeps one holder per
+   * namespace and sets RCSTS for that registrant alone, although access follows the All Registrants rules).
+   */
+  allRegistrantsHolders: 'every-registrant' | 'acquirer';
 }
 
 // The access rules of NVMe Base 2.0 table "Command Behavior in the Presence of a Reservation", for a host that is not
@@ -158,7 +164,7 @@ export function reservationScenarios(target: ReservationTarget): void {
         type,
         unregistered: rule.unregistered,
         registrant: rule.registrant,
-        holders: (rule.allHold ? [hex(a.hostid), hex(b.hostid)] : [hex(a.hostid)]).sort(),
+        holders: (rule.allHold && target.allRegistrantsHolders === 'every-registrant' ? [hex(a.hostid), hex(b.hostid)] : [hex(a.hostid)]).sort(),
       };
       await nsA.reservationRelease({ action: 'clear', key: KEY_A });
     }

@@ -39,5 +39,6 @@ describeKernel('kernel nvmet: reservations', (target) => {
     connect: (hostnqn) => connect({ host: target.host, port: target.port, subnqn: RESV_NQN, hostnqn, ioQueues: 2 }),
     registrantCntlid: () => NVMET_REGISTRANT_CNTLID,
     releaseWrongType: 'reservation-conflict',
+    allRegistrantsHolders: 'every-registrant',
   });
 });

@@ -1,8 +1,10 @@
 /**
  * Persistent reservations against SPDK's nvmf_tgt. The scenarios are integration/reservations-scenarios.ts, shared
- * with the kernel target (integration/kernel/reservations.test.ts); SPDK reports each registrant with its own
- * controller's ID and answers a Release of the wrong type with Invalid Field in Command, as the specification asks.
- * Every scenario has its own namespace (its own malloc bdev).
+ * with the kernel target (integration/kernel/reservations.test.ts). SPDK reports each registrant with its own
+ * controller's ID and answers a Release of the wrong type with Invalid Field in Command, as the specification asks;
+ * for the All Registrants types its report marks only the registrant that acquired as the holder (it keeps one holder
+ * per namespace), where the specification makes every registrant a holder. Every scenario has its own namespace (its
+ * own malloc bdev).
  */
 import { connect } from '../../src/host/controller.js';
 import { RESERVATION_NAMESPACES, reservationScenarios } from '../reservations-scenarios.js';
@@ -30,5 +32,6 @@ describeSpdk('reservations against SPDK', (env) => {
     connect: (hostnqn) => connect({ host: env.host, port, subnqn: nqn, hostnqn, ioQueues: 2 }),
     registrantCntlid: (ctrl) => ctrl.cntlid,
     releaseWrongType: 'invalid-field',
+    allRegistrantsHolders: 'acquirer',
   });
 });
