@@ -20,28 +20,15 @@ import {
   type Values,
 } from './args.js';
 import { ExitCode, closeQuietly, connecting, exitCodeOf, withController, type Command, type Ctx } from './context.js';
+import { discoveryEntryJson as entryJson } from '../serve/entry-json.js';
 import { errorJson, formatBytes, formatFields, formatTable, hex, hexDump, toJson, writeAll } from './output.js';
 
 // ---------------------------------------------------------------------------------------------
 // discover
 
-/** The JSON shape of a discovery log entry. */
+/** The JSON shape of a discovery log entry (nvme-cli's names for TREQ and the TCP security type). */
 export function discoveryEntryJson(e: DiscoveryEntry): Record<string, unknown> {
-  return {
-    subtype: e.subtype,
-    transport: e.transport,
-    addressFamily: e.addressFamily,
-    traddr: e.traddr,
-    trsvcid: e.trsvcid,
-    subnqn: e.subnqn,
-    portid: e.portid,
-    cntlid: e.cntlid,
-    asqsz: e.asqsz,
-    treq: e.treq.secureChannel,
-    sectype: e.tcpSecurity,
-    eflags: { duplicateReturnedInfo: e.eflags.duplicateReturnedInfo, explicitPersistentConnection: e.eflags.explicitPersistentConnection, noCdcConnectivity: e.eflags.noCdcConnectivity },
-    source: { traddr: e.source.traddr, trsvcid: e.source.trsvcid, subnqn: e.source.subnqn, depth: e.source.depth },
-  };
+  return entryJson(e, 'cli');
 }
 
 const SUBTYPE_LABEL: Record<DiscoveryEntry['subtype'], string> = { nvm: 'nvm', referral: 'referral', 'current-discovery': 'discovery', unknown: 'unknown' };

@@ -32,6 +32,7 @@ import {
   type ReservationReleaseParams,
   type ReservationReport,
 } from '../index.js';
+import { discoveryEntryJson } from './entry-json.js';
 import { EventRing, SerialQueue } from './queue.js';
 import type { ControllerSpec, DiscoverySpec, EntryFilter, MultipathSpec, ServeConfig } from './validate.js';
 
@@ -69,20 +70,9 @@ function notFound(what: string): NvmeofError {
   return new NvmeofError(ErrorCode.NOT_FOUND, what);
 }
 
-/** Entry fields a client can act on (the raw record and buffers stay out). */
+/** Entry fields a client can act on (the raw record and buffers stay out), with the library's field names. */
 export function entryJson(e: DiscoveryEntry): Record<string, unknown> {
-  return {
-    subtype: e.subtype,
-    transport: e.transport,
-    addressFamily: e.addressFamily,
-    traddr: e.traddr,
-    trsvcid: e.trsvcid,
-    subnqn: e.subnqn,
-    portid: e.portid,
-    cntlid: e.cntlid,
-    tcpSecurity: e.tcpSecurity,
-    secureChannel: e.treq.secureChannel,
-  };
+  return discoveryEntryJson(e, 'serve');
 }
 
 /** A controller the daemon holds. */
