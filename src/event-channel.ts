@@ -6,7 +6,13 @@
 import { InvalidArgumentError } from './errors.js';
 import { abortError, checkOptions, checkSignal } from './util.js';
 
-/** Options of `events()` (controllers and discovery watchers). */
+/**
+ * Options of every `events()` iterator: `Controller`, `DiscoveryWatcher`, `MultipathNamespace`, `Path` and
+ * `NvmeTarget`. `T` is the event types of the source (for example `EventIteratorOptions<ControllerEventType>`), so
+ * `types` can only name events the source emits.
+ *
+ * @typeParam T - The `type` strings of the source's events.
+ */
 export interface EventIteratorOptions<T extends string = string> {
   /** Ends the iteration: a pending or later `next()` rejects with the abort reason. */
   signal?: AbortSignal;

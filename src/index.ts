@@ -25,14 +25,13 @@ export type { TlsOptions, TlsInfo } from './host/tls.js';
 export { parseTlsKey, formatTlsKey, deriveTlsCredentials, type TlsInterchangeKey, type TlsPskCredentials, type TlsPskHash, type TlsIdentityVersion, type TlsPskDerivation } from './protocol/tls-psk.js';
 export { AsyncEventType, AsyncEventConfig, NoticeEvent, decodeAsyncEvent, asyncEventName, type AsyncEventInfo } from './protocol/async-events.js';
 export type { AsyncEventStatus } from './host/aer.js';
-export type { BoundedEventIterator } from './event-channel.js';
+export type { BoundedEventIterator, EventIteratorOptions } from './event-channel.js';
 export {
   type ControllerEvent,
   type ControllerEventType,
   type ControllerEventMap,
   type ControllerEventBase,
   type ControllerEventIterator,
-  type EventIteratorOptions,
   type AnaChangeEvent,
   type NamespaceChangedEvent,
   type DiscoveryChangeEvent,

@@ -538,7 +538,7 @@ export class Controller {
    * reported by an `{ type: 'overflow', dropped }` event in their place. The iteration ends when the controller
    * closes (after the queued events), and `signal` ends it with the abort reason.
    */
-  events(opts?: EventIteratorOptions): ControllerEventIterator {
+  events(opts?: EventIteratorOptions<ControllerEventType>): ControllerEventIterator {
     return this.hub.iterate(opts);
   }
 

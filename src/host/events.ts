@@ -6,10 +6,9 @@
  */
 import type { AnaLog, ErrorLogEntry, ReservationNotificationLog, SmartLog } from '../protocol/logpages.js';
 import type { AnaGroupChange, AnaNamespaceChange } from './ana.js';
-import { EventChannel, type BoundedEventIterator, type EventIteratorOptions as ChannelIteratorOptions } from '../event-channel.js';
+import { EventChannel, type BoundedEventIterator, type EventIteratorOptions } from '../event-channel.js';
 
-/** Options of `events()` on a controller: `types` are controller event types. */
-export type EventIteratorOptions<T extends string = ControllerEventType> = ChannelIteratorOptions<T>;
+export type { EventIteratorOptions };
 
 /** Fields every event carries. */
 export interface ControllerEventBase {
