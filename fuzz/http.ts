@@ -7,21 +7,8 @@
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { NvmeofError } from '../src/errors.js';
-import {
-  bearerMatches,
-  checkDeclaredLength,
-  errorStatus,
-  HttpError,
-  MAX_JSON_BODY,
-  parseJsonBody,
-  requestInput,
-  ROUTES,
-  routeRequest,
-} from '../src/serve/routes.js';
-
-class HttpFinding extends Error {
-  override name = 'FuzzFinding';
-}
+import * as routes from '../src/serve/routes.js';
+import { FuzzFinding, touch } from './common.js';
 
 const TOKEN_DIGEST = createHash('sha256').update('fuzz-token-0123456789').digest();
 
@@ -46,10 +33,6 @@ export function parseRequestInput(b: Buffer): { method: string; target: string; 
   return { method, target, headers, body };
 }
 
-function touch(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x instanceof URLSearchParams ? x.toString() : x)) ?? '';
-}
-
 export const httpTarget = {
   name: 'serve-http',
   description:
@@ -59,26 +42,26 @@ export const httpTarget = {
     const { method, target, headers, body } = parseRequestInput(data.subarray(1));
     let json: unknown;
     try {
-      if ((data[0]! & 1) !== 0 && !bearerMatches(headers.authorization, TOKEN_DIGEST)) throw new HttpError(401, 'NVMEOF_ERR_UNAUTHORIZED', 'a valid bearer token is required');
-      const r = routeRequest(method, target);
-      if (ROUTES[r.name].method !== method) throw new HttpFinding(`${method} ${target} routed to ${r.name} (${ROUTES[r.name].method})`);
+      if ((data[0]! & 1) !== 0 && !routes.bearerMatches(headers.authorization, TOKEN_DIGEST)) throw new routes.HttpError(401, 'NVMEOF_ERR_UNAUTHORIZED', 'a valid bearer token is required');
+      const r = routes.routeRequest(method, target);
+      if (routes.ROUTES[r.name].method !== method) throw new FuzzFinding(`${method} ${target} routed to ${r.name} (${routes.ROUTES[r.name].method})`);
       if (r.body === 'json' || r.body === 'optional-json') {
-        checkDeclaredLength(headers['content-length'], MAX_JSON_BODY);
-        json = parseJsonBody(body, r.body === 'optional-json');
+        routes.checkDeclaredLength(headers['content-length'], routes.MAX_JSON_BODY);
+        json = routes.parseJsonBody(body, r.body === 'optional-json');
       } else if (r.body === 'raw') {
-        checkDeclaredLength(headers['content-length'], 1024 * 1024);
+        routes.checkDeclaredLength(headers['content-length'], 1024 * 1024);
       }
-      const input = requestInput(r, headers, json) as { nsid?: unknown; lba?: unknown; count?: unknown };
+      const input = routes.requestInput(r, headers, json) as { nsid?: unknown; lba?: unknown; count?: unknown };
       touch(input);
-      if (input.nsid !== undefined && !(Number.isInteger(input.nsid) && (input.nsid as number) >= 1 && (input.nsid as number) <= 0xfffffffe)) throw new HttpFinding(`nsid ${String(input.nsid)} passed`);
-      if (input.lba !== undefined && !(typeof input.lba === 'bigint' && input.lba >= 0n && input.lba < 1n << 64n)) throw new HttpFinding(`lba ${String(input.lba)} passed`);
-      if (input.count !== undefined && !(Number.isSafeInteger(input.count) && (input.count as number) >= 1)) throw new HttpFinding(`count ${String(input.count)} passed`);
+      if (input.nsid !== undefined && !(Number.isInteger(input.nsid) && (input.nsid as number) >= 1 && (input.nsid as number) <= 0xfffffffe)) throw new FuzzFinding(`nsid ${String(input.nsid)} passed`);
+      if (input.lba !== undefined && !(typeof input.lba === 'bigint' && input.lba >= 0n && input.lba < 1n << 64n)) throw new FuzzFinding(`lba ${String(input.lba)} passed`);
+      if (input.count !== undefined && !(Number.isSafeInteger(input.count) && (input.count as number) >= 1)) throw new FuzzFinding(`count ${String(input.count)} passed`);
     } catch (err) {
       if (!(err instanceof NvmeofError)) throw err;
-      const status = errorStatus(err);
-      if (status < 400 || status >= 500) throw new HttpFinding(`client input answered ${status} (${err.code}: ${err.message})`);
+      const status = routes.errorStatus(err);
+      if (status < 400 || status >= 500) throw new FuzzFinding(`client input answered ${status} (${err.code}: ${err.message})`);
       const secret = (json as { dhchap?: { secret?: unknown } } | null | undefined)?.dhchap?.secret;
-      if (typeof secret === 'string' && secret.length >= 8 && err.message.includes(secret)) throw new HttpFinding('an error echoes the dhchap secret');
+      if (typeof secret === 'string' && secret.length >= 8 && err.message.includes(secret)) throw new FuzzFinding('an error echoes the dhchap secret');
     }
   },
 };

@@ -45,32 +45,15 @@ import { RequestParser, decodeOptionHeader, decodeInfoRequest, decodeMetaContext
 import { parseConfig, parseControllerSpec, parseDiscoverySpec, parseMultipathSpec } from '../src/serve/validate.js';
 import { parseListen } from '../src/serve/http.js';
 import { tlsTarget } from './tls.js';
+import { chunkSizes, FuzzFinding, touch, typed } from './common.js';
 import { httpTarget } from './http.js';
 
-/** A finding: what the fuzzer reports and saves. */
-export class FuzzFinding extends Error {
-  override name = 'FuzzFinding';
-}
+export { FuzzFinding };
 
 export interface FuzzTarget {
   name: string;
   description: string;
   run(data: Buffer): void;
-}
-
-/** Run `fn`; a typed NvmeofError is the expected answer to bad bytes, anything else propagates. */
-function typed<T>(fn: () => T): T | undefined {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof NvmeofError) return undefined;
-    throw err;
-  }
-}
-
-/** Walk a parsed value completely (getters, bigints, buffers), as a caller printing it would. */
-function touch(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) => (typeof x === 'bigint' ? x.toString() : x)) ?? '';
 }
 
 /**
@@ -83,26 +66,6 @@ export function allocationLimit(n: number): number {
 
 // ---------------------------------------------------------------------------------------------------------------
 // PDU reader
-
-/** Deterministic chunk sizes from a seed (xorshift32). */
-function chunkSizes(seed: number, total: number): number[] {
-  let s = (seed * 0x9e3779b1) >>> 0 || 1;
-  const next = (): number => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s;
-  };
-  const mode = seed & 3;
-  const out: number[] = [];
-  let left = total;
-  while (left > 0) {
-    const n = mode === 0 ? 1 : mode === 1 ? 1 + (next() % 8) : mode === 2 ? 1 + (next() % 97) : 1 + (next() % 700);
-    out.push(Math.min(n, left));
-    left -= n;
-  }
-  return out;
-}
 
 function describePdu(p: Pdu): string {
   return JSON.stringify(p, (_k, x: unknown) => {

@@ -21,69 +21,12 @@ import {
   type KeyShare,
   type TlsClientEvent,
 } from '../src/transport/tls13/client.js';
-import {
-  deriveSecret,
-  earlySecret,
-  handshakeSecret,
-  masterSecret,
-  nextTrafficSecret,
-  suiteForHash,
-  trafficKeys,
-  verifyData,
-  type CipherSuite,
-} from '../src/transport/tls13/key-schedule.js';
-import {
-  ContentType,
-  Cursor,
-  HandshakeReader,
-  parseAlert,
-  parseEncryptedExtensions,
-  parseFinished,
-  parseInnerPlaintext,
-  parseKeyUpdate,
-  parseNewSessionTicket,
-  parseServerHello,
-  RecordReader,
-  type HandshakeMessage,
-  type TlsRecord,
-} from '../src/transport/tls13/wire.js';
-
-/** Thrown for a finding (the engine reports any throw that is not a typed error). */
-export class TlsFinding extends Error {
-  override name = 'FuzzFinding';
-}
+import * as ks from '../src/transport/tls13/key-schedule.js';
+import * as wire from '../src/transport/tls13/wire.js';
+import { chunkSizes, FuzzFinding, typed } from './common.js';
 
 const IDENTITY = 'NVMe0R01 nqn.2014-08.org.nvmexpress:uuid:h nqn.2014-08.org.nvmexpress:uuid:s';
 const PSK: Record<TlsPskHash, Buffer> = { sha256: Buffer.alloc(32, 0x5a), sha384: Buffer.alloc(48, 0x5a) };
-
-function typed<T>(fn: () => T): T | undefined {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof NvmeofError) return undefined;
-    throw err;
-  }
-}
-
-/** Deterministic chunk sizes (xorshift32) that add up to `total`; mode from the seed's low bits. */
-function cuts(seed: number, total: number): number[] {
-  let s = (seed * 0x9e3779b1) >>> 0 || 1;
-  const next = (): number => {
-    s ^= s << 13; s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5; s >>>= 0;
-    return s;
-  };
-  const mode = seed & 3;
-  const out: number[] = [];
-  let left = total;
-  while (left > 0) {
-    const n = mode === 0 ? 1 : mode === 1 ? 1 + (next() % 8) : mode === 2 ? 1 + (next() % 97) : 1 + (next() % 700);
-    out.push(Math.min(n, left));
-    left -= n;
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // A server holding the real keys
@@ -102,10 +45,10 @@ class SealKeys {
   private readonly key: Buffer;
   private readonly iv: Buffer;
   constructor(
-    private readonly suite: CipherSuite,
+    private readonly suite: ks.CipherSuite,
     readonly secret: Buffer,
   ) {
-    ({ key: this.key, iv: this.iv } = trafficKeys(suite, secret));
+    ({ key: this.key, iv: this.iv } = ks.trafficKeys(suite, secret));
   }
   seal(inner: Buffer): Buffer {
     const n = Buffer.from(this.iv);
@@ -123,7 +66,7 @@ class SealKeys {
 /** The server of one session: reads the client's ClientHello, then writes what the steps ask for. */
 class FuzzServer {
   private readonly transcript: Hash;
-  private readonly suite: CipherSuite;
+  private readonly suite: ks.CipherSuite;
   private clientShare: Buffer | undefined;
   private clientGroups: number[] = [];
   private hs: Buffer | undefined;
@@ -136,22 +79,22 @@ class FuzzServer {
     clientHelloRecord: Buffer,
     private readonly p256: boolean,
   ) {
-    this.suite = suiteForHash(hash);
+    this.suite = ks.suiteForHash(hash);
     this.transcript = createHash(hash);
     const ch = clientHelloRecord.subarray(5);
     this.transcript.update(ch);
-    const c = new Cursor(ch.subarray(4), 'ClientHello');
+    const c = new wire.Cursor(ch.subarray(4), 'ClientHello');
     c.bytes(2 + 32);
     c.vec8();
     c.vec16();
     c.vec8();
-    const exts = new Cursor(c.vec16(), 'ClientHello extensions');
+    const exts = new wire.Cursor(c.vec16(), 'ClientHello extensions');
     while (!exts.done) {
       const t = exts.u16();
       const body = exts.vec16();
       if (t !== 51) continue;
-      const shares = new Cursor(body, 'key_share');
-      const list = new Cursor(shares.vec16(), 'client_shares');
+      const shares = new wire.Cursor(body, 'key_share');
+      const list = new wire.Cursor(shares.vec16(), 'client_shares');
       while (!list.done) {
         const g = list.u16();
         const key = list.vec16();
@@ -178,8 +121,8 @@ class FuzzServer {
       const shared = this.p256
         ? serverP256.computeSecret(this.clientShare)
         : diffieHellman({ privateKey: serverX25519Private, publicKey: createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: this.clientShare.toString('base64url') }, format: 'jwk' }) });
-      this.hs = handshakeSecret(this.suite.hash, earlySecret(this.suite.hash, PSK[this.suite.hash]), shared);
-      this.serverHs = deriveSecret(this.suite.hash, this.hs, 's hs traffic', this.transcript.copy().digest());
+      this.hs = ks.handshakeSecret(this.suite.hash, ks.earlySecret(this.suite.hash, PSK[this.suite.hash]), shared);
+      this.serverHs = ks.deriveSecret(this.suite.hash, this.hs, 's hs traffic', this.transcript.copy().digest());
       this.keys = new SealKeys(this.suite, this.serverHs);
     }
     return Buffer.concat([Buffer.of(22, 3, 3, sh.length >> 8, sh.length & 0xff), sh]);
@@ -187,7 +130,7 @@ class FuzzServer {
 
   /** A record of `type` holding `content` (and `padding` zeros), sealed when the server has keys. */
   record(type: number, content: Buffer, padding = 0): Buffer {
-    if (type === ContentType.Handshake && !this.app) this.transcript.update(content);
+    if (type === wire.ContentType.Handshake && !this.app) this.transcript.update(content);
     if (!this.keys) {
       const len = Math.min(content.length, 0xffff);
       return Buffer.concat([Buffer.of(type, 3, 3, len >> 8, len & 0xff), content.subarray(0, len)]);
@@ -197,21 +140,21 @@ class FuzzServer {
 
   /** The Finished that verifies, then the application keys. */
   finished(): Buffer {
-    if (!this.serverHs || !this.hs || this.app) return this.record(ContentType.Handshake, Buffer.of(20, 0, 0, 0));
+    if (!this.serverHs || !this.hs || this.app) return this.record(wire.ContentType.Handshake, Buffer.of(20, 0, 0, 0));
     const h = this.suite.hash;
-    const vd = verifyData(h, this.serverHs, this.transcript.copy().digest());
+    const vd = ks.verifyData(h, this.serverHs, this.transcript.copy().digest());
     const fin = Buffer.concat([Buffer.of(20, 0, 0, vd.length), vd]);
-    const rec = this.record(ContentType.Handshake, fin);
+    const rec = this.record(wire.ContentType.Handshake, fin);
     const th = this.transcript.copy().digest();
-    this.keys = new SealKeys(this.suite, deriveSecret(h, masterSecret(h, this.hs), 's ap traffic', th));
+    this.keys = new SealKeys(this.suite, ks.deriveSecret(h, ks.masterSecret(h, this.hs), 's ap traffic', th));
     this.app = true;
     return rec;
   }
 
   /** A KeyUpdate; the server's key moves on after it. */
   keyUpdate(requested: boolean): Buffer {
-    const rec = this.record(ContentType.Handshake, Buffer.of(24, 0, 0, 1, requested ? 1 : 0));
-    if (this.keys && this.app) this.keys = new SealKeys(this.suite, nextTrafficSecret(this.suite.hash, this.keys.secret));
+    const rec = this.record(wire.ContentType.Handshake, Buffer.of(24, 0, 0, 1, requested ? 1 : 0));
+    if (this.keys && this.app) this.keys = new SealKeys(this.suite, ks.nextTrafficSecret(this.suite.hash, this.keys.secret));
     return rec;
   }
 }
@@ -237,7 +180,7 @@ function serverStream(steps: Buffer, hash: TlsPskHash, p256: boolean, clientHell
       case 4: out.push(server.keyUpdate((data[0] ?? 0) & 1 ? true : false)); break;
       case 5: out.push(server.record(data[0] ?? 23, data.subarray(2), (data[1] ?? 0) * 16)); break;
       case 6: out.push(Buffer.of(20, 3, 3, 0, 1, 1)); break;
-      default: out.push(server.record(ContentType.Alert, Buffer.of(data[0] ?? 1, data[1] ?? 0))); break;
+      default: out.push(server.record(wire.ContentType.Alert, Buffer.of(data[0] ?? 1, data[1] ?? 0))); break;
     }
   }
   return Buffer.concat(out);
@@ -260,16 +203,16 @@ function runClient(hash: TlsPskHash, p256: boolean, steps: Buffer, chunking: num
   let failed = false;
   let ended = false;
   let fed = 0;
-  for (const n of chunking === null ? [stream.length] : cuts(chunking, stream.length)) {
+  for (const n of chunking === null ? [stream.length] : chunkSizes(chunking, stream.length)) {
     for (const ev of core.receive(stream.subarray(fed, fed + n))) {
-      if (failed) throw new TlsFinding(`event ${ev.type} after the connection failed`);
-      if (ev.type === 'data' && (!connected || ended)) throw new TlsFinding(`application data ${connected ? 'after close_notify' : 'before the handshake finished'}`);
+      if (failed) throw new FuzzFinding(`event ${ev.type} after the connection failed`);
+      if (ev.type === 'data' && (!connected || ended)) throw new FuzzFinding(`application data ${connected ? 'after close_notify' : 'before the handshake finished'}`);
       if (ev.type === 'connected') connected = true;
       if (ev.type === 'end') ended = true;
       if (ev.type === 'failed') {
         failed = true;
-        if (!(ev.error instanceof NvmeofError) || ev.error.code !== 'NVMEOF_ERR_TLS') throw new TlsFinding('a failure that is not NVMEOF_ERR_TLS');
-        if (ev.error.message.includes(PSK[hash].toString('hex'))) throw new TlsFinding('the PSK appears in an error');
+        if (!(ev.error instanceof NvmeofError) || ev.error.code !== 'NVMEOF_ERR_TLS') throw new FuzzFinding('a failure that is not NVMEOF_ERR_TLS');
+        if (ev.error.message.includes(PSK[hash].toString('hex'))) throw new FuzzFinding('the PSK appears in an error');
       }
       events.push(describe(ev));
     }
@@ -278,7 +221,7 @@ function runClient(hash: TlsPskHash, p256: boolean, steps: Buffer, chunking: num
   // Application data both ways works once connected, and a KeyUpdate is due every 4 records.
   if (connected && !failed) {
     const recs = core.sealApplication([Buffer.alloc(40000, 1)]);
-    if (recs.length === 0) throw new TlsFinding('no records for application data');
+    if (recs.length === 0) throw new FuzzFinding('no records for application data');
   }
   return events;
 }
@@ -306,28 +249,28 @@ function sessionMode(flags: number, steps: Buffer): void {
   };
   const a = norm(whole).join('\n');
   const b = norm(cut).join('\n');
-  if (a !== b) throw new TlsFinding(`chunking changed what the client did:\nwhole:\n${a}\nchunked:\n${b}`);
+  if (a !== b) throw new FuzzFinding(`chunking changed what the client did:\nwhole:\n${a}\nchunked:\n${b}`);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Stream parsers and single messages
 
 /** Every parser a server message goes through, by handshake type (`hashLen` for Finished). */
-function parseMessage(m: HandshakeMessage, hashLen: number): void {
+function parseMessage(m: wire.HandshakeMessage, hashLen: number): void {
   switch (m.type) {
     case 2: {
-      const sh = typed(() => parseServerHello(m.body));
+      const sh = typed(() => wire.parseServerHello(m.body));
       if (sh !== undefined) typed(() => acceptServerHello(sh, offer(hashLen)));
       break;
     }
     case 8: {
-      const ee = typed(() => parseEncryptedExtensions(m.body));
+      const ee = typed(() => wire.parseEncryptedExtensions(m.body));
       if (ee !== undefined) typed(() => acceptEncryptedExtensions(ee));
       break;
     }
-    case 20: typed(() => parseFinished(m.body, hashLen)); break;
-    case 4: typed(() => parseNewSessionTicket(m.body)); break;
-    case 24: typed(() => parseKeyUpdate(m.body)); break;
+    case 20: typed(() => wire.parseFinished(m.body, hashLen)); break;
+    case 4: typed(() => wire.parseNewSessionTicket(m.body)); break;
+    case 24: typed(() => wire.parseKeyUpdate(m.body)); break;
     default: break;
   }
 }
@@ -335,12 +278,12 @@ function parseMessage(m: HandshakeMessage, hashLen: number): void {
 let shares: { x: KeyShare; p: KeyShare } | undefined;
 function offer(hashLen: number) {
   shares ??= { x: x25519Share(), p: p256Share() };
-  return { suite: suiteForHash(hashLen === 48 ? 'sha384' : 'sha256'), shares: [shares.x, shares.p], identity: IDENTITY };
+  return { suite: ks.suiteForHash(hashLen === 48 ? 'sha384' : 'sha256'), shares: [shares.x, shares.p], identity: IDENTITY };
 }
 
-function readRecords(stream: Buffer, sizes: number[] | null): { records: TlsRecord[]; error: string | null; held: number } {
-  const r = new RecordReader();
-  const records: TlsRecord[] = [];
+function readRecords(stream: Buffer, sizes: number[] | null): { records: wire.TlsRecord[]; error: string | null; held: number } {
+  const r = new wire.RecordReader();
+  const records: wire.TlsRecord[] = [];
   let fed = 0;
   try {
     for (const n of sizes ?? [stream.length]) {
@@ -348,7 +291,7 @@ function readRecords(stream: Buffer, sizes: number[] | null): { records: TlsReco
         records.push({ ...rec, header: Buffer.from(rec.header), fragment: Buffer.from(rec.fragment) });
       });
       fed += n;
-      if (r.buffered > fed) throw new TlsFinding(`the record reader holds ${r.buffered} bytes after ${fed}`);
+      if (r.buffered > fed) throw new FuzzFinding(`the record reader holds ${r.buffered} bytes after ${fed}`);
     }
   } catch (err) {
     if (err instanceof NvmeofError) return { records, error: `${err.message} ${String((err as { sends?: number }).sends)}`, held: r.buffered };
@@ -359,17 +302,17 @@ function readRecords(stream: Buffer, sizes: number[] | null): { records: TlsReco
 
 function streamMode(flags: number, stream: Buffer): void {
   const whole = readRecords(stream, null);
-  const cut = readRecords(stream, cuts(flags, stream.length));
-  const key = (x: { records: TlsRecord[]; error: string | null }) => `${x.records.map((r) => `${r.type}.${r.version}.${r.fragment.toString('hex')}`).join('|')} ${String(x.error)}`;
-  if (key(whole) !== key(cut)) throw new TlsFinding(`chunking changed the records: ${whole.records.length} whole, ${cut.records.length} chunked; errors ${String(whole.error)} / ${String(cut.error)}`);
+  const cut = readRecords(stream, chunkSizes(flags, stream.length));
+  const key = (x: { records: wire.TlsRecord[]; error: string | null }) => `${x.records.map((r) => `${r.type}.${r.version}.${r.fragment.toString('hex')}`).join('|')} ${String(x.error)}`;
+  if (key(whole) !== key(cut)) throw new FuzzFinding(`chunking changed the records: ${whole.records.length} whole, ${cut.records.length} chunked; errors ${String(whole.error)} / ${String(cut.error)}`);
   // The handshake records' content, reassembled into messages as the client does, each message parsed.
-  const hs = new HandshakeReader();
+  const hs = new wire.HandshakeReader();
   const hashLen = (flags & 0x80) !== 0 ? 48 : 32;
   for (const rec of whole.records) {
     try {
-      if (rec.type === ContentType.Handshake) hs.feed(rec.fragment, (m) => parseMessage(m, hashLen));
-      else if (rec.type === ContentType.Alert) parseAlert(rec.fragment);
-      else if (rec.type === ContentType.ApplicationData) parseInnerPlaintext(rec.fragment);
+      if (rec.type === wire.ContentType.Handshake) hs.feed(rec.fragment, (m) => parseMessage(m, hashLen));
+      else if (rec.type === wire.ContentType.Alert) wire.parseAlert(rec.fragment);
+      else if (rec.type === wire.ContentType.ApplicationData) wire.parseInnerPlaintext(rec.fragment);
     } catch (err) {
       if (!(err instanceof NvmeofError)) throw err;
       return;
@@ -380,7 +323,7 @@ function streamMode(flags: number, stream: Buffer): void {
 /** Handshake messages cut into arbitrary fragments give the same messages as one fragment. */
 function reassemblyMode(flags: number, stream: Buffer): void {
   const run = (sizes: number[] | null): string => {
-    const hs = new HandshakeReader();
+    const hs = new wire.HandshakeReader();
     const out: string[] = [];
     let fed = 0;
     try {
@@ -390,7 +333,7 @@ function reassemblyMode(flags: number, stream: Buffer): void {
           parseMessage(m, (flags & 0x80) !== 0 ? 48 : 32);
         });
         fed += n;
-        if (hs.buffered > fed) throw new TlsFinding('the handshake reader holds more than it was fed');
+        if (hs.buffered > fed) throw new FuzzFinding('the handshake reader holds more than it was fed');
       }
     } catch (err) {
       if (!(err instanceof NvmeofError)) throw err;
@@ -399,8 +342,8 @@ function reassemblyMode(flags: number, stream: Buffer): void {
     return out.join('|');
   };
   const a = run(null);
-  const b = run(cuts(flags, stream.length).filter((n) => n > 0));
-  if (a !== b) throw new TlsFinding('fragmenting changed the handshake messages');
+  const b = run(chunkSizes(flags, stream.length).filter((n) => n > 0));
+  if (a !== b) throw new FuzzFinding('fragmenting changed the handshake messages');
 }
 
 export const tlsTarget = {
@@ -416,21 +359,21 @@ export const tlsTarget = {
       case 3: streamMode(flags, b); break;
       case 4: reassemblyMode(flags, b); break;
       case 5: {
-        const sh = typed(() => parseServerHello(b));
+        const sh = typed(() => wire.parseServerHello(b));
         if (sh !== undefined) typed(() => acceptServerHello(sh, offer((flags & 1) !== 0 ? 48 : 32)));
         break;
       }
       case 6: {
-        const ee = typed(() => parseEncryptedExtensions(b));
+        const ee = typed(() => wire.parseEncryptedExtensions(b));
         if (ee !== undefined) typed(() => acceptEncryptedExtensions(ee));
-        typed(() => parseNewSessionTicket(b));
+        typed(() => wire.parseNewSessionTicket(b));
         break;
       }
       default:
-        typed(() => parseFinished(b, (flags & 1) !== 0 ? 48 : 32));
-        typed(() => parseKeyUpdate(b));
-        typed(() => parseAlert(b));
-        typed(() => parseInnerPlaintext(b));
+        typed(() => wire.parseFinished(b, (flags & 1) !== 0 ? 48 : 32));
+        typed(() => wire.parseKeyUpdate(b));
+        typed(() => wire.parseAlert(b));
+        typed(() => wire.parseInnerPlaintext(b));
         break;
     }
   },

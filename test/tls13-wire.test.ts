@@ -9,21 +9,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { ErrorCode, TlsError } from '../src/errors.js';
 import { acceptEncryptedExtensions, acceptServerHello, x25519Share } from '../src/transport/tls13/client.js';
 import { TLS_AES_128_GCM_SHA256 } from '../src/transport/tls13/key-schedule.js';
-import {
-  HandshakeReader,
-  MAX_HANDSHAKE,
-  parseAlert,
-  parseEncryptedExtensions,
-  parseFinished,
-  parseInnerPlaintext,
-  parseKeyUpdate,
-  parseNewSessionTicket,
-  parseServerHello,
-  RecordReader,
-  TlsAbort,
-  type HandshakeMessage,
-  type TlsRecord,
-} from '../src/transport/tls13/wire.js';
+import * as wire from '../src/transport/tls13/wire.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
@@ -39,15 +25,15 @@ const NST = hex(`040000c90000001efad6aac502000000b22c035d829359ee5ff7af4ec900000
   e03725a6a4dafcd0fc67d2aea70529513e3da2677fa5906c5b3f7d8f92f228bda40dda721470f9fbf297b5aea617646fac5c03272e970727c6
   21a79141ef5f7de6505e5bfbc388e93343694093934ae4d3570008002a000400000400`);
 
-/** The alert `fn` refuses with (a TlsAbort, so NVMEOF_ERR_TLS). */
+/** The alert `fn` refuses with (a wire.TlsAbort, so NVMEOF_ERR_TLS). */
 function refusal(fn: () => unknown): { sends: number; message: string } {
   try {
     fn();
   } catch (err) {
     expect(err).toBeInstanceOf(TlsError);
-    expect(err).toBeInstanceOf(TlsAbort);
+    expect(err).toBeInstanceOf(wire.TlsAbort);
     expect((err as TlsError).code).toBe(ErrorCode.TLS);
-    return { sends: (err as TlsAbort).sends, message: (err as Error).message };
+    return { sends: (err as wire.TlsAbort).sends, message: (err as Error).message };
   }
   throw new Error('expected a refusal');
 }
@@ -57,7 +43,7 @@ const record = (type: number, body: Buffer, version = 0x0303): Buffer => Buffer.
 describe('TLS 1.3 message parsers on RFC 8448 messages', () => {
   it('ServerHello of the resumed handshake: PSK identity 0, X25519 share, TLS 1.3', () => {
     expect(SH_PSK[0]).toBe(2);
-    const sh = parseServerHello(SH_PSK.subarray(4));
+    const sh = wire.parseServerHello(SH_PSK.subarray(4));
     expect(sh.legacyVersion).toBe(0x0303);
     expect(sh.random).toEqual(hex('3ccfd2dec890222763472ae8136777c9d7358777bb66e91ea5122495f559ea2d'));
     expect(sh.helloRetryRequest).toBe(false);
@@ -71,7 +57,7 @@ describe('TLS 1.3 message parsers on RFC 8448 messages', () => {
   });
 
   it('ServerHello of the 1-RTT handshake has no pre_shared_key: the client refuses it with handshake_failure', () => {
-    const sh = parseServerHello(SH_1RTT.subarray(4));
+    const sh = wire.parseServerHello(SH_1RTT.subarray(4));
     expect(sh.selectedIdentity).toBeUndefined();
     expect(sh.keyShare!.key).toEqual(hex('c9828876112095fe66762bdbf7c672e156d6cc253b833df1dd69b1b04e751f0f'));
     const r = refusal(() => acceptServerHello(sh, { suite: TLS_AES_128_GCM_SHA256, shares: [x25519Share()], identity: 'id' }));
@@ -79,25 +65,25 @@ describe('TLS 1.3 message parsers on RFC 8448 messages', () => {
   });
 
   it('EncryptedExtensions: supported_groups decoded; record_size_limit was not offered (unsupported_extension)', () => {
-    const ee = parseEncryptedExtensions(EE_1RTT.subarray(4));
+    const ee = wire.parseEncryptedExtensions(EE_1RTT.subarray(4));
     expect([...ee.extensions.keys()]).toEqual([10, 28, 0]);
     expect(ee.supportedGroups).toEqual([0x001d, 0x0017, 0x0018, 0x0019, 0x0100, 0x0101, 0x0102, 0x0103, 0x0104]);
     expect(ee.extensions.get(28)).toEqual(hex('4001'));
     expect(ee.extensions.get(0)!.length).toBe(0);
     expect(refusal(() => acceptEncryptedExtensions(ee)).sends).toBe(110);
     // supported_groups alone is what this client may get back.
-    expect(() => acceptEncryptedExtensions(parseEncryptedExtensions(hex('000a000a00060004001d0017')))).not.toThrow();
+    expect(() => acceptEncryptedExtensions(wire.parseEncryptedExtensions(hex('000a000a00060004001d0017')))).not.toThrow();
     // key_share does not belong in EncryptedExtensions at all.
-    expect(refusal(() => acceptEncryptedExtensions(parseEncryptedExtensions(hex('00060033000200 1d'.replace(' ', '')))))).toMatchObject({ sends: 47 });
+    expect(refusal(() => acceptEncryptedExtensions(wire.parseEncryptedExtensions(hex('00060033000200 1d'.replace(' ', '')))))).toMatchObject({ sends: 47 });
   });
 
   it('Finished: verify_data of the hash length', () => {
-    expect(parseFinished(FINISHED_1RTT.subarray(4), 32)).toEqual(hex('9b9b141d906337fbd2cbdce71df4deda4ab42c309572cb7fffee5454b78f0718'));
-    expect(refusal(() => parseFinished(FINISHED_1RTT.subarray(4), 48))).toEqual({ sends: 50, message: "the target's Finished has 32 bytes of verify_data (expected 48)" });
+    expect(wire.parseFinished(FINISHED_1RTT.subarray(4), 32)).toEqual(hex('9b9b141d906337fbd2cbdce71df4deda4ab42c309572cb7fffee5454b78f0718'));
+    expect(refusal(() => wire.parseFinished(FINISHED_1RTT.subarray(4), 48))).toEqual({ sends: 50, message: "the target's Finished has 32 bytes of verify_data (expected 48)" });
   });
 
   it('NewSessionTicket: lifetime, age_add, nonce, ticket and early_data', () => {
-    const t = parseNewSessionTicket(NST.subarray(4));
+    const t = wire.parseNewSessionTicket(NST.subarray(4));
     expect(t.lifetime).toBe(30);
     expect(t.ageAdd).toBe(0xfad6aac5);
     expect(t.nonce).toEqual(hex('0000'));
@@ -105,22 +91,22 @@ describe('TLS 1.3 message parsers on RFC 8448 messages', () => {
     expect(t.ticket.subarray(0, 4)).toEqual(hex('2c035d82'));
     expect(t.maxEarlyDataSize).toBe(0x400);
     // An empty ticket, a truncated one, trailing bytes.
-    expect(refusal(() => parseNewSessionTicket(hex('0000001e00000000 00 0000 0000'.replace(/ /g, '')))).sends).toBe(50);
-    expect(refusal(() => parseNewSessionTicket(NST.subarray(4, NST.length - 1))).sends).toBe(50);
-    expect(refusal(() => parseNewSessionTicket(Buffer.concat([NST.subarray(4), Buffer.of(0)]))).message).toMatch(/trailing/);
+    expect(refusal(() => wire.parseNewSessionTicket(hex('0000001e00000000 00 0000 0000'.replace(/ /g, '')))).sends).toBe(50);
+    expect(refusal(() => wire.parseNewSessionTicket(NST.subarray(4, NST.length - 1))).sends).toBe(50);
+    expect(refusal(() => wire.parseNewSessionTicket(Buffer.concat([NST.subarray(4), Buffer.of(0)]))).message).toMatch(/trailing/);
   });
 
   it('KeyUpdate, alert and inner plaintext', () => {
-    expect(parseKeyUpdate(Buffer.of(0))).toEqual({ updateRequested: false });
-    expect(parseKeyUpdate(Buffer.of(1))).toEqual({ updateRequested: true });
-    expect(refusal(() => parseKeyUpdate(Buffer.of(2))).sends).toBe(47);
-    expect(refusal(() => parseKeyUpdate(Buffer.alloc(0))).sends).toBe(50);
-    expect(refusal(() => parseKeyUpdate(Buffer.of(0, 0))).sends).toBe(50);
-    expect(parseAlert(Buffer.of(2, 40))).toEqual({ level: 2, description: 40 });
-    expect(refusal(() => parseAlert(Buffer.of(2))).sends).toBe(50);
-    expect(parseInnerPlaintext(Buffer.of(0x61, 0x62, 23, 0, 0, 0))).toEqual({ type: 23, content: Buffer.from('ab') });
-    expect(parseInnerPlaintext(Buffer.of(22))).toEqual({ type: 22, content: Buffer.alloc(0) });
-    expect(refusal(() => parseInnerPlaintext(Buffer.alloc(5))).sends).toBe(10);
+    expect(wire.parseKeyUpdate(Buffer.of(0))).toEqual({ updateRequested: false });
+    expect(wire.parseKeyUpdate(Buffer.of(1))).toEqual({ updateRequested: true });
+    expect(refusal(() => wire.parseKeyUpdate(Buffer.of(2))).sends).toBe(47);
+    expect(refusal(() => wire.parseKeyUpdate(Buffer.alloc(0))).sends).toBe(50);
+    expect(refusal(() => wire.parseKeyUpdate(Buffer.of(0, 0))).sends).toBe(50);
+    expect(wire.parseAlert(Buffer.of(2, 40))).toEqual({ level: 2, description: 40 });
+    expect(refusal(() => wire.parseAlert(Buffer.of(2))).sends).toBe(50);
+    expect(wire.parseInnerPlaintext(Buffer.of(0x61, 0x62, 23, 0, 0, 0))).toEqual({ type: 23, content: Buffer.from('ab') });
+    expect(wire.parseInnerPlaintext(Buffer.of(22))).toEqual({ type: 22, content: Buffer.alloc(0) });
+    expect(refusal(() => wire.parseInnerPlaintext(Buffer.alloc(5))).sends).toBe(10);
   });
 
   it('ServerHello refusals: truncation, trailing bytes, duplicate and malformed extensions', () => {
@@ -128,20 +114,20 @@ describe('TLS 1.3 message parsers on RFC 8448 messages', () => {
     for (let n = 0; n < body.length; n++) {
       // Every proper prefix is refused with decode_error (the 38-byte prefix is a TLS 1.2 ServerHello without extensions).
       if (n === 38) continue;
-      expect(refusal(() => parseServerHello(body.subarray(0, n))).sends, `prefix ${n}`).toBe(50);
+      expect(refusal(() => wire.parseServerHello(body.subarray(0, n))).sends, `prefix ${n}`).toBe(50);
     }
-    expect(parseServerHello(body.subarray(0, 38)).extensions.size).toBe(0);
-    expect(refusal(() => parseServerHello(Buffer.concat([body, Buffer.of(0)]))).message).toMatch(/trailing/);
+    expect(wire.parseServerHello(body.subarray(0, 38)).extensions.size).toBe(0);
+    expect(refusal(() => wire.parseServerHello(Buffer.concat([body, Buffer.of(0)]))).message).toMatch(/trailing/);
     // supported_versions twice.
     const twice = Buffer.concat([body.subarray(0, 38), hex('000c 002b00020304 002b00020304'.replace(/ /g, ''))]);
-    expect(refusal(() => parseServerHello(twice))).toEqual({ sends: 47, message: 'the target sent extension 43 twice in its ServerHello' });
+    expect(refusal(() => wire.parseServerHello(twice))).toEqual({ sends: 47, message: 'the target sent extension 43 twice in its ServerHello' });
     // supported_versions with 3 bytes; pre_shared_key with 1; an empty key_share key.
-    expect(refusal(() => parseServerHello(Buffer.concat([body.subarray(0, 38), hex('0007002b0003030400')]))).message).toMatch(/supported_versions has 1 trailing/);
-    expect(refusal(() => parseServerHello(Buffer.concat([body.subarray(0, 38), hex('00050029000100')]))).message).toMatch(/pre_shared_key is truncated/);
-    expect(refusal(() => parseServerHello(Buffer.concat([body.subarray(0, 38), hex('00080033000400 1d0000'.replace(' ', ''))]))).message).toMatch(/empty key/);
+    expect(refusal(() => wire.parseServerHello(Buffer.concat([body.subarray(0, 38), hex('0007002b0003030400')]))).message).toMatch(/supported_versions has 1 trailing/);
+    expect(refusal(() => wire.parseServerHello(Buffer.concat([body.subarray(0, 38), hex('00050029000100')]))).message).toMatch(/pre_shared_key is truncated/);
+    expect(refusal(() => wire.parseServerHello(Buffer.concat([body.subarray(0, 38), hex('00080033000400 1d0000'.replace(' ', ''))]))).message).toMatch(/empty key/);
     // A session id longer than 32 bytes.
     const longSid = Buffer.concat([body.subarray(0, 34), Buffer.of(33), Buffer.alloc(33), body.subarray(35)]);
-    expect(refusal(() => parseServerHello(longSid)).message).toMatch(/33-byte session id/);
+    expect(refusal(() => wire.parseServerHello(longSid)).message).toMatch(/33-byte session id/);
   });
 });
 
@@ -153,9 +139,9 @@ describe('TLS 1.3 record reader', () => {
     record(23, Buffer.alloc(17, 0x5a)),
     record(21, Buffer.of(2, 40)),
   ]);
-  const read = (chunks: Buffer[]): TlsRecord[] => {
-    const r = new RecordReader();
-    const out: TlsRecord[] = [];
+  const read = (chunks: Buffer[]): wire.TlsRecord[] => {
+    const r = new wire.RecordReader();
+    const out: wire.TlsRecord[] = [];
     for (const c of chunks) r.feed(c, (rec) => void out.push({ ...rec, header: Buffer.from(rec.header), fragment: Buffer.from(rec.fragment) }));
     expect(r.buffered).toBe(0);
     return out;
@@ -180,7 +166,7 @@ describe('TLS 1.3 record reader', () => {
   });
 
   it('holds only what arrived, and delivers a record inside one chunk as a view of it', () => {
-    const r = new RecordReader();
+    const r = new wire.RecordReader();
     const views: Buffer[] = [];
     r.feed(stream, (rec) => void views.push(rec.fragment));
     expect(views[0]!.buffer).toBe(stream.buffer);
@@ -199,7 +185,7 @@ describe('TLS 1.3 record reader', () => {
       [Buffer.of(23, 3, 3, 0x41, 1), 22, /16641-byte record/],
     ];
     for (const [header, sends, message] of cases) {
-      const r = new RecordReader();
+      const r = new wire.RecordReader();
       const got: number[] = [];
       const err = refusal(() => r.feed(Buffer.concat([record(20, Buffer.of(1)), header]), (rec) => void got.push(rec.type)));
       expect(err.sends).toBe(sends);
@@ -212,7 +198,7 @@ describe('TLS 1.3 record reader', () => {
   });
 
   it('stops when the handler says so', () => {
-    const r = new RecordReader();
+    const r = new wire.RecordReader();
     const got: number[] = [];
     r.feed(stream, (rec) => {
       got.push(rec.type);
@@ -224,9 +210,9 @@ describe('TLS 1.3 record reader', () => {
 
 describe('TLS 1.3 handshake reassembly', () => {
   const flight = Buffer.concat([EE_1RTT, FINISHED_1RTT, NST, Buffer.of(24, 0, 0, 1, 1)]);
-  const read = (fragments: Buffer[]): HandshakeMessage[] => {
-    const h = new HandshakeReader();
-    const out: HandshakeMessage[] = [];
+  const read = (fragments: Buffer[]): wire.HandshakeMessage[] => {
+    const h = new wire.HandshakeReader();
+    const out: wire.HandshakeMessage[] = [];
     for (const f of fragments) h.feed(f, (m) => void out.push({ type: m.type, raw: Buffer.from(m.raw), body: Buffer.from(m.body) }));
     expect(h.buffered).toBe(0);
     return out;
@@ -249,7 +235,7 @@ describe('TLS 1.3 handshake reassembly', () => {
   });
 
   it('counts the bytes after a message in its fragment as buffered while the message is handled', () => {
-    const h = new HandshakeReader();
+    const h = new wire.HandshakeReader();
     const seen: number[] = [];
     h.feed(Buffer.concat([FINISHED_1RTT, NST.subarray(0, 10)]), () => void seen.push(h.buffered));
     expect(seen).toEqual([10]);
@@ -257,8 +243,8 @@ describe('TLS 1.3 handshake reassembly', () => {
   });
 
   it('refuses a message longer than the client takes when its header arrives', () => {
-    const n = MAX_HANDSHAKE + 1;
-    const h = new HandshakeReader();
+    const n = wire.MAX_HANDSHAKE + 1;
+    const h = new wire.HandshakeReader();
     expect(refusal(() => h.feed(Buffer.of(4, n >> 16, (n >> 8) & 0xff, n & 0xff), () => {}))).toEqual({ sends: 50, message: `the target sent a ${n}-byte handshake message` });
   });
 });

@@ -190,58 +190,60 @@ export function checkRecordHeader(type: number, version: number, length: number)
 }
 
 /**
- * Splits a byte stream into TLS records. A header is checked as soon as its 5 bytes arrive, so a hostile length is
- * refused before anything is held for it, and nothing is allocated before a record has arrived whole. A record inside
- * one chunk is delivered as a view of that chunk; one that spans chunks is joined once, when complete.
+ * Splits a byte stream into frames: a header of `headerSize` bytes, then as many body bytes as `bodyLength(header)`
+ * says (it checks the header and throws for a bad one, before anything is held for the body). A frame inside one
+ * chunk is delivered as a view of that chunk; one that spans chunks is joined once, when complete, so nothing is
+ * allocated before a frame has arrived whole.
  */
-export class RecordReader {
+class FrameReader {
   private parts: Buffer[] = [];
   private held = 0;
-  /** The chunk being fed and how far into it records were taken. */
+  /** The chunk being fed and how far into it frames were taken. */
   private current: Buffer | undefined;
   private pos = 0;
 
-  /** Bytes received and not yet delivered in a record (including the rest of the chunk being fed). */
+  constructor(
+    private readonly headerSize: number,
+    private readonly bodyLength: (header: Buffer) => number,
+  ) {}
+
+  /** Bytes received and not yet delivered in a frame (including the rest of the chunk being fed). */
   get buffered(): number {
     return this.held + (this.current ? this.current.length - this.pos : 0);
   }
 
   /**
-   * Feed one chunk; `onRecord` runs for each record it completes, in order, before the next header is read. It may
-   * return false to stop reading (the rest is dropped). A bad header throws `TlsAbort` after the records before it
-   * were delivered.
+   * Feed one chunk; `onFrame` runs for each frame it completes, in order, before the next header is read, and may
+   * return false to stop reading (the rest is dropped). A bad header throws after the frames before it were delivered.
    */
-  feed(chunk: Buffer, onRecord: (r: TlsRecord) => boolean | void): void {
+  feed(chunk: Buffer, onFrame: (frame: Buffer) => boolean | void): void {
+    const hs = this.headerSize;
     this.current = chunk;
     this.pos = 0;
     try {
       for (;;) {
         const avail = this.held + chunk.length - this.pos;
-        if (avail < 5) break;
-        const header = this.held === 0 ? chunk.subarray(this.pos, this.pos + 5) : this.peekHeader(chunk);
-        const type = header[0]!;
-        const version = header.readUInt16BE(1);
-        const length = header.readUInt16BE(3);
-        checkRecordHeader(type, version, length);
-        if (avail < 5 + length) break;
-        let record: Buffer;
+        if (avail < hs) break;
+        const length = hs + this.bodyLength(this.held === 0 ? chunk.subarray(this.pos, this.pos + hs) : this.peekHeader(chunk));
+        if (avail < length) break;
+        let frame: Buffer;
         if (this.held === 0) {
-          record = chunk.subarray(this.pos, this.pos + 5 + length);
-          this.pos += 5 + length;
+          frame = chunk.subarray(this.pos, this.pos + length);
+          this.pos += length;
         } else {
-          record = Buffer.allocUnsafe(5 + length);
+          frame = Buffer.allocUnsafe(length);
           let off = 0;
           for (const p of this.parts) {
-            p.copy(record, off);
+            p.copy(frame, off);
             off += p.length;
           }
-          const rest = 5 + length - off;
-          chunk.copy(record, off, this.pos, this.pos + rest);
+          const rest = length - off;
+          chunk.copy(frame, off, this.pos, this.pos + rest);
           this.pos += rest;
           this.parts = [];
           this.held = 0;
         }
-        if (onRecord({ type, version, header: record.subarray(0, 5), fragment: record.subarray(5) }) === false) {
+        if (onFrame(frame) === false) {
           this.pos = chunk.length;
           return;
         }
@@ -256,18 +258,45 @@ export class RecordReader {
     }
   }
 
-  /** The 5 header bytes when the held parts and the chunk share them. */
+  /** The header when the held parts and the chunk share it. */
   private peekHeader(chunk: Buffer): Buffer {
-    const h = Buffer.allocUnsafe(5);
+    const hs = this.headerSize;
+    const h = Buffer.allocUnsafe(hs);
     let off = 0;
     for (const p of this.parts) {
-      if (off === 5) break;
-      const n = Math.min(p.length, 5 - off);
+      if (off === hs) break;
+      const n = Math.min(p.length, hs - off);
       p.copy(h, off, 0, n);
       off += n;
     }
-    if (off < 5) chunk.copy(h, off, this.pos, this.pos + 5 - off);
+    if (off < hs) chunk.copy(h, off, this.pos, this.pos + hs - off);
     return h;
+  }
+}
+
+/**
+ * Splits a byte stream into TLS records. A header is checked as soon as its 5 bytes arrive, so a hostile length is
+ * refused before anything is held for it; a record inside one chunk is a view of that chunk.
+ */
+export class RecordReader {
+  private readonly frames = new FrameReader(5, (h) => {
+    const length = h.readUInt16BE(3);
+    checkRecordHeader(h[0]!, h.readUInt16BE(1), length);
+    return length;
+  });
+
+  /** Bytes received and not yet delivered in a record (including the rest of the chunk being fed). */
+  get buffered(): number {
+    return this.frames.buffered;
+  }
+
+  /**
+   * Feed one chunk; `onRecord` runs for each record it completes, in order, before the next header is read. It may
+   * return false to stop reading (the rest is dropped). A bad header throws `TlsAbort` after the records before it
+   * were delivered.
+   */
+  feed(chunk: Buffer, onRecord: (r: TlsRecord) => boolean | void): void {
+    this.frames.feed(chunk, (f) => onRecord({ type: f[0]!, version: f.readUInt16BE(1), header: f.subarray(0, 5), fragment: f.subarray(5) }));
   }
 }
 
@@ -288,71 +317,20 @@ export interface HandshakeMessage {
  * held in pieces is joined once, when complete.
  */
 export class HandshakeReader {
-  private parts: Buffer[] = [];
-  private held = 0;
-  private current: Buffer | undefined;
-  private pos = 0;
+  private readonly frames = new FrameReader(4, (h) => {
+    const length = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
+    if (length > MAX_HANDSHAKE) throw new TlsAbort(Alert.DecodeError, `the target sent a ${length}-byte handshake message`);
+    return length;
+  });
 
   /** Handshake bytes received and not yet delivered in a message (including the rest of the fragment being fed). */
   get buffered(): number {
-    return this.held + (this.current ? this.current.length - this.pos : 0);
+    return this.frames.buffered;
   }
 
   /** Feed one record's handshake content; `onMessage` runs for each message it completes (false stops). */
   feed(fragment: Buffer, onMessage: (m: HandshakeMessage) => boolean | void): void {
-    this.current = fragment;
-    this.pos = 0;
-    try {
-      for (;;) {
-        const avail = this.held + fragment.length - this.pos;
-        if (avail < 4) break;
-        const head = this.held === 0 ? fragment.subarray(this.pos, this.pos + 4) : this.peekHeader(fragment);
-        const length = (head[1]! << 16) | (head[2]! << 8) | head[3]!;
-        if (length > MAX_HANDSHAKE) throw new TlsAbort(Alert.DecodeError, `the target sent a ${length}-byte handshake message`);
-        if (avail < 4 + length) break;
-        let raw: Buffer;
-        if (this.held === 0) {
-          raw = fragment.subarray(this.pos, this.pos + 4 + length);
-          this.pos += 4 + length;
-        } else {
-          raw = Buffer.allocUnsafe(4 + length);
-          let off = 0;
-          for (const p of this.parts) {
-            p.copy(raw, off);
-            off += p.length;
-          }
-          const rest = 4 + length - off;
-          fragment.copy(raw, off, this.pos, this.pos + rest);
-          this.pos += rest;
-          this.parts = [];
-          this.held = 0;
-        }
-        if (onMessage({ type: raw[0]!, raw, body: raw.subarray(4) }) === false) {
-          this.pos = fragment.length;
-          return;
-        }
-      }
-      if (this.pos < fragment.length) {
-        this.parts.push(fragment.subarray(this.pos));
-        this.held += fragment.length - this.pos;
-      }
-    } finally {
-      this.current = undefined;
-      this.pos = 0;
-    }
-  }
-
-  private peekHeader(fragment: Buffer): Buffer {
-    const h = Buffer.allocUnsafe(4);
-    let off = 0;
-    for (const p of this.parts) {
-      if (off === 4) break;
-      const n = Math.min(p.length, 4 - off);
-      p.copy(h, off, 0, n);
-      off += n;
-    }
-    if (off < 4) fragment.copy(h, off, this.pos, this.pos + 4 - off);
-    return h;
+    this.frames.feed(fragment, (raw) => onMessage({ type: raw[0]!, raw, body: raw.subarray(4) }));
   }
 }
 
