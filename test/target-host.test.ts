@@ -381,9 +381,8 @@ describe('target: keep-alive and shutdown', () => {
     const ctrl = await env.connect();
     await ctrl.close();
     expect(shutdowns).toEqual([1]);
-    await sleep(20);
+    await waitFor(() => env.target.connections().length === 0, 5000, 'the target to see both connections close');
     expect(env.target.controllers()).toHaveLength(0);
-    expect(env.target.connections()).toHaveLength(0);
   });
 
   it('honours CSTS.RDY delays and reports CAP.TO', async () => {
