@@ -61,6 +61,19 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >"$tmp_log" 2>&1 || {
     cat "$tmp_log" >&2; die "apt-get install ${need[*]} failed"; }
 fi
+# promtool (the serve tests check /metrics with it): only that binary from Debian's prometheus package, so no
+# Prometheus server is installed or started on the machine.
+if ! command -v promtool >/dev/null; then
+  [ "$(id -u)" = 0 ] || die "promtool is missing and not root: install Debian's prometheus package"
+  apt_update
+  log "promtool from Debian's prometheus package"
+  pdir=$(mktemp -d)
+  (cd "$pdir" && apt-get download -qq prometheus >"$tmp_log" 2>&1) || { cat "$tmp_log" >&2; rm -rf "$pdir"; die "apt-get download prometheus failed"; }
+  dpkg-deb --fsys-tarfile "$pdir"/prometheus_*.deb | tar -xO ./usr/bin/promtool >/usr/local/bin/promtool.new
+  rm -rf "$pdir"
+  chmod 755 /usr/local/bin/promtool.new && mv /usr/local/bin/promtool.new /usr/local/bin/promtool
+  promtool --version >/dev/null 2>&1 || die "promtool from the prometheus package does not run"
+fi
 
 # ---- apt access ------------------------------------------------------------------------------------------------
 # apt_opts: the apt options of the kernel being prepared (empty: the machine's apt state).
