@@ -10,11 +10,12 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli/cli.js';
 import { discover, ErrorCode } from '../src/index.js';
 import { openMultipath } from '../src/multipath/index.js';
 import { DISCOVERY_NQN } from '../src/protocol/nqn.js';
+import { TlsSocket } from '../src/transport/tls13/client.js';
 import { deriveTlsCredentials, formatTlsKey, parseTlsKey, type TlsIdentityVersion, type TlsPskDerivation } from '../src/protocol/tls-psk.js';
 import { HOSTNQN, SUBNQN, TargetEnv } from './helpers/target-env.js';
 import { startTlsTerminator, type TlsTerminator } from './helpers/tls-terminator.js';
@@ -68,6 +69,17 @@ describe('connect({ tls })', () => {
     await Promise.all(chunks.map((c, i) => ns.write(at[i]!, c)));
     const back = await Promise.all(chunks.map((c, i) => ns.read(at[i]!, c.length / 512)));
     back.forEach((b, i) => expect(Buffer.compare(b, chunks[i]!), `chunk ${i}`).toBe(0));
+    // A 1 MiB read streams in over many chunks: the host sends empty records meanwhile (TlsSocket.sendEmptyRecord),
+    // which OpenSSL takes, and the data stays exact.
+    const big = randomBytes(1024 * 1024);
+    await ns.write(lba, big);
+    const empties = vi.spyOn(TlsSocket.prototype, 'sendEmptyRecord');
+    try {
+      for (let round = 0; round < 3; round++) expect(Buffer.compare(await ns.read(lba, big.length / 512), big)).toBe(0);
+      expect(empties.mock.results.filter((r) => r.value === true).length).toBeGreaterThan(0);
+    } finally {
+      empties.mockRestore();
+    }
     // The key is nowhere in the controller's printed form.
     const printed = inspect(ctrl, { depth: 6, showHidden: true });
     expect(printed).not.toContain(keyBody(KEY));

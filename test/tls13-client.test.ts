@@ -7,7 +7,7 @@ import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../src/errors.js';
-import { tlsConnect, type TlsSocket } from '../src/transport/tls13/client.js';
+import { MAX_EMPTY_RUN, tlsConnect, type TlsSocket } from '../src/transport/tls13/client.js';
 import { FakeSocket, ScriptedTlsServer, records, type PeerKnobs } from './helpers/tls13-peer.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -108,6 +108,35 @@ describe('TLS 1.3 client against a scripted server', () => {
     expect(server.clientAp.open(records(raw.take())[0]!).content.toString()).toBe('next');
     expect(s.keyUpdatesSent).toBe(1);
     s.destroy();
+  });
+
+  it('sendEmptyRecord: a zero-length application record, at most one per tick and 16 in a row without data', async () => {
+    const { raw, server, s } = await connected();
+    const tick = () => new Promise<void>((r) => setImmediate(r));
+    expect(s.sendEmptyRecord()).toBe(true);
+    expect(s.sendEmptyRecord()).toBe(false);
+    let recs = records(raw.take());
+    expect(recs).toHaveLength(1);
+    // A record of 5 header bytes, 1 inner content type and the 16-byte tag: no content.
+    expect(recs[0]!.length).toBe(5 + 1 + 16);
+    expect(server.clientAp.open(recs[0]!)).toEqual({ type: 23, content: Buffer.alloc(0) });
+    let sent = 1;
+    for (let i = 0; i < 40; i++) {
+      await tick();
+      if (s.sendEmptyRecord()) sent++;
+    }
+    expect(sent).toBe(MAX_EMPTY_RUN);
+    recs = records(raw.take());
+    expect(recs.map((r) => server.clientAp.open(r).content.length)).toEqual(new Array<number>(MAX_EMPTY_RUN - 1).fill(0));
+    // Application data starts a new run.
+    s.write(Buffer.from('capsule'));
+    await waitFor(() => raw.written.length > 0, 2000, 'the data record');
+    expect(server.clientAp.open(records(raw.take())[0]!).content.toString()).toBe('capsule');
+    await tick();
+    expect(s.sendEmptyRecord()).toBe(true);
+    expect(server.clientAp.open(records(raw.take())[0]!)).toEqual({ type: 23, content: Buffer.alloc(0) });
+    s.destroy();
+    expect(s.sendEmptyRecord()).toBe(false);
   });
 
   it('close_notify from the server ends the stream; end() sends close_notify', async () => {

@@ -11,8 +11,9 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import tls from 'node:tls';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { connect, deriveTlsCredentials, ErrorCode, formatTlsKey, parseTlsKey, type Controller } from '../../src/index.js';
+import { TlsSocket } from '../../src/transport/tls13/client.js';
 import { probeNvmeTcp } from './qemu-target.js';
 import { describeKernel } from './env.js';
 
@@ -123,6 +124,21 @@ describeKernel('kernel nvmet: NVMe/TCP with TLS (tlshd)', (target) => {
       await Promise.all([0, 1, 2, 3].map((i) => ns.write(lba + BigInt((i * 16384) / ns.blockSize), data.subarray(i * 16384, (i + 1) * 16384))));
       const back = await ns.read(lba, data.length / ns.blockSize);
       expect(Buffer.compare(back, data)).toBe(0);
+      // Large reads: while a payload streams in, the host sends zero-length records (TlsSocket.sendEmptyRecord) so
+      // its acknowledgements go out at once; the kernel's TLS layer takes them and the data stays exact.
+      const big = randomBytes(1024 * 1024);
+      const bigLba = 8192n;
+      await ns.write(bigLba, big);
+      const empties = vi.spyOn(TlsSocket.prototype, 'sendEmptyRecord');
+      try {
+        for (let round = 0; round < 4; round++) {
+          const parts = await Promise.all([0, 1, 2, 3].map((i) => ns.read(bigLba + BigInt((i * 262144) / ns.blockSize), 262144 / ns.blockSize)));
+          expect(Buffer.compare(Buffer.concat(parts), big)).toBe(0);
+        }
+        expect(empties.mock.results.filter((r) => r.value === true).length).toBeGreaterThan(0);
+      } finally {
+        empties.mockRestore();
+      }
     } finally {
       await ctrl?.close();
     }

@@ -262,7 +262,13 @@ export class QueuePair {
       relay.deliver = (chunk) => this.stream.receive(chunk);
       relay.large = () => this.stream.reader.payloadRemaining >= LARGE_READ_MIN;
     }
-    else socket.on('data', (chunk: Buffer) => this.stream.receive(chunk));
+    else if (socket instanceof TlsSocket) {
+      socket.on('data', (chunk: Buffer) => {
+        this.stream.receive(chunk);
+        // More of a data payload to come: acknowledge what arrived now (see TlsSocket.sendEmptyRecord).
+        if (this.stream.reader.payloadRemaining > 0) socket.sendEmptyRecord();
+      });
+    } else socket.on('data', (chunk: Buffer) => this.stream.receive(chunk));
     socket.on('error', (err: Error) => this.destroy(err instanceof TlsError ? err : new ConnectionClosedError(`queue ${this.qid}: socket error: ${err.message}`, { cause: err })));
     socket.on('close', () => {
       if (this._state !== 'closed') this.destroy(new ConnectionClosedError(`queue ${this.qid}: connection closed by the controller`));
