@@ -135,6 +135,13 @@ describe('TLS 1.3 client against a scripted server', () => {
     await tick();
     expect(s.sendEmptyRecord()).toBe(true);
     expect(server.clientAp.open(records(raw.take())[0]!)).toEqual({ type: 23, content: Buffer.alloc(0) });
+    // Once the host has ended the connection (close_notify sent), nothing more goes out, even if data still arrives.
+    s.end();
+    await waitFor(() => raw.ended, 2000, 'end');
+    raw.take();
+    await tick();
+    expect(s.sendEmptyRecord()).toBe(false);
+    expect(raw.written).toHaveLength(0);
     s.destroy();
     expect(s.sendEmptyRecord()).toBe(false);
   });

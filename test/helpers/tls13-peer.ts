@@ -26,6 +26,10 @@ export class FakeSocket extends EventEmitter {
   written: Buffer[] = [];
   destroyed = false;
   ended = false;
+  /** As net.Socket's: false once ended or destroyed. */
+  get writable(): boolean {
+    return !this.destroyed && !this.ended;
+  }
   write(b: Buffer): boolean {
     this.written.push(Buffer.from(b));
     return true;

@@ -783,7 +783,7 @@ export class TlsSocket extends Duplex {
    * fails a connection after 32). Returns whether a record was sent.
    */
   sendEmptyRecord(): boolean {
-    if (this.emptyThisTick || this.emptyRun >= MAX_EMPTY_RUN || !this.core.connected || this.raw.destroyed) return false;
+    if (this.emptyThisTick || this.emptyRun >= MAX_EMPTY_RUN || this.shut || !this.core.connected || !this.raw.writable) return false;
     this.emptyThisTick = true;
     this.emptyRun++;
     process.nextTick(() => (this.emptyThisTick = false));
