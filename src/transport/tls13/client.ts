@@ -486,23 +486,19 @@ export class TlsClientCore {
 
   /** A zero-length application data record (RFC 8446 5.1 allows them): bytes on the wire that carry nothing. */
   sealEmpty(): Buffer[] {
-    if (this.state !== 'connected' || !this.writeKeys) throw this.failure ?? new TlsError('TLS connection is not established');
     const out: Buffer[] = [];
-    this.maybeRotateWriteKey(out);
-    for (const b of this.writeKeys.seal(ContentType.ApplicationData, [], 0)) out.push(b);
+    this.sealRecord(out, [], 0);
     return out;
   }
 
   /** Protect application data: records of up to 2^14 bytes, with a KeyUpdate first when the key is due. */
   sealApplication(chunks: Buffer[]): Buffer[] {
-    if (this.state !== 'connected' || !this.writeKeys) throw this.failure ?? new TlsError('TLS connection is not established');
     const out: Buffer[] = [];
     let parts: Buffer[] = [];
     let len = 0;
     const flush = () => {
       if (len === 0) return;
-      this.maybeRotateWriteKey(out);
-      for (const b of this.writeKeys!.seal(ContentType.ApplicationData, parts, len)) out.push(b);
+      this.sealRecord(out, parts, len);
       parts = [];
       len = 0;
     };
@@ -518,6 +514,13 @@ export class TlsClientCore {
     }
     flush();
     return out;
+  }
+
+  /** One application data record of `parts` (`len` bytes in all, 0..2^14) onto `out`, after a KeyUpdate when due. */
+  private sealRecord(out: Buffer[], parts: Buffer[], len: number): void {
+    if (this.state !== 'connected' || !this.writeKeys) throw this.failure ?? new TlsError('TLS connection is not established');
+    this.maybeRotateWriteKey(out);
+    for (const b of this.writeKeys.seal(ContentType.ApplicationData, parts, len)) out.push(b);
   }
 
   /** The close_notify alert record (none unless connected). */
@@ -731,6 +734,9 @@ export class TlsSocket extends Duplex {
   /** Zero-length records sent since the last application data, and whether one went out this tick. */
   private emptyRun = 0;
   private emptyThisTick = false;
+  private readonly endEmptyTick = (): void => {
+    this.emptyThisTick = false;
+  };
 
   constructor(raw: net.Socket, opts: TlsClientOptions) {
     super({ allowHalfOpen: false });
@@ -779,15 +785,16 @@ export class TlsSocket extends Duplex {
    * only a small send buffer (SPDK's: 8 KiB) stops after every record or two until it comes: 128 KiB reads from SPDK
    * ran at 25 commands a second. The queue pair sends one while a data payload is still arriving.
    *
-   * At most one per tick, and at most {@link MAX_EMPTY_RUN} in a row without application data between them (OpenSSL
-   * fails a connection after 32). Returns whether a record was sent.
+   * At most one per tick (the records of one socket read are delivered in one tick, so one per read), and at most
+   * {@link MAX_EMPTY_RUN} in a row without application data between them (OpenSSL fails a connection after 32).
+   * Returns whether a record was sent.
    */
   sendEmptyRecord(): boolean {
     if (this.emptyThisTick || this.emptyRun >= MAX_EMPTY_RUN || this.shut || !this.core.connected || !this.raw.writable) return false;
     this.emptyThisTick = true;
     this.emptyRun++;
-    process.nextTick(() => (this.emptyThisTick = false));
-    this.raw.write(Buffer.concat(this.core.sealEmpty()));
+    process.nextTick(this.endEmptyTick);
+    this.writeRecords(this.core.sealEmpty());
     return true;
   }
 
@@ -815,7 +822,7 @@ export class TlsSocket extends Duplex {
 
   override _final(cb: (err?: Error | null) => void): void {
     if (this.core.connected && !this.raw.destroyed) {
-      this.raw.write(Buffer.concat(this.core.closeNotify()));
+      this.writeRecords(this.core.closeNotify());
       this.raw.end();
     }
     cb();
@@ -835,12 +842,18 @@ export class TlsSocket extends Duplex {
     }
     const out = this.core.sealApplication(chunks);
     if (out.length > 0) this.emptyRun = 0;
+    if (this.writeRecords(out)) cb();
+    else this.raw.once('drain', () => cb());
+  }
+
+  /** Protected records onto the TCP socket as one batch; false when its send buffer is full. */
+  private writeRecords(out: Buffer[]): boolean {
+    if (out.length === 1) return this.raw.write(out[0]!);
     this.raw.cork();
     let ok = true;
     for (const b of out) ok = this.raw.write(b);
     this.raw.uncork();
-    if (ok) cb();
-    else this.raw.once('drain', () => cb());
+    return ok;
   }
 
   // -- Records in ----------------------------------------------------------------------------------------------
@@ -858,7 +871,7 @@ export class TlsSocket extends Duplex {
     for (const e of events) {
       switch (e.type) {
         case 'send':
-          if (!this.raw.destroyed) this.raw.write(e.data.length === 1 ? e.data[0]! : Buffer.concat(e.data));
+          if (!this.raw.destroyed) this.writeRecords(e.data);
           break;
         case 'connected': {
           this.connected = true;
