@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { main, type CliIo } from '../src/cli/cli.js';
 import { parseListen, readPskFile } from '../src/cli/nbd.js';
 import { TargetEnv, SUBNQN, HOSTNQN } from './helpers/target-env.js';
-import { missingClients, run } from './helpers/nbd-clients.js';
+import { missingClients, run } from './helpers/clients.js';
 import { waitFor } from './helpers/wait.js';
 import { writeFileSync } from 'node:fs';
 

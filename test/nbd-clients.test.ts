@@ -15,7 +15,7 @@ import { openMultipath } from '../src/multipath/index.js';
 import { NvmOpcode } from '../src/protocol/constants.js';
 import type { Namespace } from '../src/host/namespace.js';
 import { TargetEnv, SUBNQN, HOSTNQN } from './helpers/target-env.js';
-import { missingClients, run } from './helpers/nbd-clients.js';
+import { missingClients, run } from './helpers/clients.js';
 import { RawNbd } from './helpers/nbd-raw.js';
 import { waitFor } from './helpers/wait.js';
 

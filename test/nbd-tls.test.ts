@@ -13,7 +13,7 @@ import { readCredsDir, readPskFile } from '../src/cli/nbd.js';
 import { main } from '../src/cli/cli.js';
 import type { Namespace } from '../src/host/namespace.js';
 import { TargetEnv, SUBNQN, HOSTNQN } from './helpers/target-env.js';
-import { missingClients, run } from './helpers/nbd-clients.js';
+import { missingClients, run } from './helpers/clients.js';
 import { waitFor } from './helpers/wait.js';
 
 const env = new TargetEnv();

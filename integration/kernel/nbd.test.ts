@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, serveNbd, type Controller, type Namespace, type NbdServer } from '../../src/index.js';
-import { missingClients, run } from '../../test/helpers/nbd-clients.js';
+import { missingClients, run } from '../../test/helpers/clients.js';
 import { describeKernel } from './env.js';
 
 describeKernel('kernel nvmet: NBD export', (target) => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { connect, openMultipath, serveNbd, type Controller } from '../../src/index.js';
 import { listenAddress, type SpdkTopology } from '../../src/spdk/index.js';
-import { missingClients, run } from '../../test/helpers/nbd-clients.js';
+import { missingClients, run } from '../../test/helpers/clients.js';
 import { waitFor } from '../../test/helpers/wait.js';
 import { describeSpdk, useSpdkTopology } from './env.js';
 

@@ -1,12 +1,12 @@
 /**
- * Running the NBD clients Debian ships (qemu-utils, libnbd-bin, python3-libnbd) from tests. Outside CI a missing client
- * skips the tests that need it, with a message saying which package to install; under CI (where .ci/run installs
- * them) a missing client fails.
+ * Running the real clients Debian ships from tests: the NBD clients (qemu-utils, libnbd-bin, python3-libnbd), GnuTLS's
+ * key tools and promtool. Outside CI a missing client skips the tests that need it, with a message saying which package
+ * to install; under CI (where .ci/run installs them through integration/kernel/prepare.sh) a missing client fails.
  */
 import { execFile, execFileSync } from 'node:child_process';
 
 /** Client programs and the Debian package of each. */
-export const NBD_CLIENTS = {
+export const CLIENTS = {
   nbdinfo: 'libnbd-bin',
   nbdcopy: 'libnbd-bin',
   nbdsh: 'python3-libnbd',
@@ -14,14 +14,15 @@ export const NBD_CLIENTS = {
   'qemu-io': 'qemu-utils',
   certtool: 'gnutls-bin',
   psktool: 'gnutls-bin',
+  promtool: 'prometheus',
 } as const;
 
-export type NbdClient = keyof typeof NBD_CLIENTS;
+export type Client = keyof typeof CLIENTS;
 
 /** nbdsh is a Python program: run it with the system interpreter, where python3-libnbd installs the module. */
 const ENV = { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? ''}` };
 
-function present(bin: NbdClient): boolean {
+function present(bin: Client): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${bin}`], { env: ENV, stdio: 'ignore' });
     if (bin === 'nbdsh') execFileSync('/usr/bin/python3', ['-c', 'import nbd'], { stdio: 'ignore' });
@@ -35,17 +36,17 @@ function present(bin: NbdClient): boolean {
  * Which of `bins` are missing. Under CI a missing client throws (CI installs them); elsewhere the caller skips and the
  * returned message says what to install.
  */
-export function missingClients(...bins: NbdClient[]): string | undefined {
+export function missingClients(...bins: Client[]): string | undefined {
   const missing = bins.filter((b) => !present(b));
   if (missing.length === 0) return undefined;
-  const msg = `NBD client tests need ${missing.join(', ')} (apt-get install ${[...new Set(missing.map((b) => NBD_CLIENTS[b]))].join(' ')})`;
+  const msg = `tests need ${missing.join(', ')} (apt-get install ${[...new Set(missing.map((b) => CLIENTS[b]))].join(' ')})`;
   if (process.env.CI) throw new Error(`${msg}: missing under CI`);
   console.warn(`skipping: ${msg}`);
   return msg;
 }
 
 /** Run a client; resolves with stdout, rejects with stderr in the message. */
-export function run(bin: NbdClient | string, args: string[], opts: { input?: string; timeout?: number } = {}): Promise<string> {
+export function run(bin: Client | string, args: string[], opts: { input?: string; timeout?: number } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = execFile(bin, args, { env: ENV, timeout: opts.timeout ?? 120_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${bin} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
