@@ -69,9 +69,10 @@ if ! command -v promtool >/dev/null; then
   log "promtool from Debian's prometheus package"
   pdir=$(mktemp -d)
   (cd "$pdir" && apt-get download -qq prometheus >"$tmp_log" 2>&1) || { cat "$tmp_log" >&2; rm -rf "$pdir"; die "apt-get download prometheus failed"; }
-  dpkg-deb --fsys-tarfile "$pdir"/prometheus_*.deb | tar -xO ./usr/bin/promtool >/usr/local/bin/promtool.new
+  dpkg-deb --fsys-tarfile "$pdir"/prometheus_*.deb | tar -xO ./usr/bin/promtool >"$pdir/promtool" ||
+    { rm -rf "$pdir"; die "no usr/bin/promtool in Debian's prometheus package"; }
+  install -m 755 "$pdir/promtool" /usr/local/bin/promtool
   rm -rf "$pdir"
-  chmod 755 /usr/local/bin/promtool.new && mv /usr/local/bin/promtool.new /usr/local/bin/promtool
   promtool --version >/dev/null 2>&1 || die "promtool from the prometheus package does not run"
 fi
 
