@@ -25,7 +25,7 @@ export type KernelSuite = 'full' | 'smoke';
 
 /** Serialisable description of the target, provided by global-setup.ts under the key 'kernelTarget'. */
 export type KernelTargetInfo =
-  | ({ available: true; suite: KernelSuite } & Omit<KernelTarget, 'exec' | 'stop' | 'consoleLog'> & {
+  | ({ available: true; suite: KernelSuite } & Omit<KernelTarget, 'exec' | 'stop' | 'died' | 'consoleLog'> & {
       /** Path of the guest's serial console log. */
       consoleLog: string;
     })

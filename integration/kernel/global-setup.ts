@@ -56,11 +56,14 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     console.info(`[${project.name}] kernel nvmet target (Linux ${target.kernelVersion}) at ${target.guestAddr} in ${target.netns ?? 'this network namespace'}, ready in ${target.bootMs} ms`);
   }
   // Everything but the functions crosses to the test workers; the console log goes as its path.
-  const { exec: _exec, stop: _stop, consoleLog, ...data } = target;
+  const { exec: _exec, stop: _stop, died: _died, consoleLog, ...data } = target;
   const info: KernelTargetInfo = { available: true, suite: spec.suite, ...data, consoleLog: consoleLog() };
 
   project.provide('kernelTarget', info);
   return async () => {
+    // A guest that died during the run fails its tests with connection errors; this says why it died.
+    const death = target.died();
     await target.stop();
+    if (death !== null) console.error(`[${project.name}] ${death}`);
   };
 }

@@ -35,6 +35,8 @@ describeKernel('kernel nvmet: multipath', (target) => {
       queueSize: 32,
       reconnectDelay: 1000,
       ctrlLossTimeout: -1,
+      // Should both paths be lost (the guest gone), I/O fails after 30 s instead of waiting for a path for ever.
+      fastIoFailTimeout: 30_000,
       commandTimeout: 60_000,
     });
     [a, b] = m.paths as [Path, Path];

@@ -205,8 +205,13 @@ export interface KernelTarget {
   bootMs: number;
   /** Runs `cmd` with the guest's /bin/sh (busybox ash), stdin /dev/null. */
   exec(cmd: string, opts?: ExecOptions): Promise<ExecResult>;
-  /** Kills QEMU, waits for it to exit and removes the temporary files. Idempotent. */
+  /** Kills QEMU, waits for it to exit and removes the temporary files (kept when it had died). Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Null while the guest is well (and after stop()); once QEMU has exited on its own or the guest's console shows a
+   * kernel panic, BUG, Oops or hung task: what happened, with QEMU's stderr and the console tail.
+   */
+  died(): string | null;
   /** Path of the serial console log (kernel messages, nvmet's connect/disconnect lines). */
   consoleLog(): string;
 }
@@ -707,6 +712,14 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
   const kernelVersion = (await guestExec(b.host, b.ctlPort, 'uname -r')).stdout.trim();
   const port = (portid: number, guestPort: number, hostPort: number): TargetPort => ({ portid, guestPort, host: b.host, port: hostPort });
   let stopped: Promise<void> | null = null;
+  const died = (): string | null => {
+    if (stopped !== null) return null;
+    if (b.child.exitCode !== null || b.child.signalCode !== null) {
+      return failure(`QEMU exited while the tests ran (code ${b.child.exitCode ?? b.child.signalCode})`).message;
+    }
+    const oops = /Kernel panic|BUG: |Oops: |hung_task/.exec(readTail(consolePath, 256 * 1024));
+    return oops ? failure(`the guest kernel logged '${oops[0].trim()}' while the tests ran`).message : null;
+  };
   return {
     kernel: kind,
     host: b.host,
@@ -732,10 +745,13 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
     bootMs,
     exec: (cmd, o) => guestExec(b.host, b.ctlPort, cmd, o),
     consoleLog: () => consolePath,
+    died,
     stop: () => {
       stopped ??= (async () => {
+        const death = died();
         await kill(b);
-        rmSync(tmp, { recursive: true, force: true });
+        // A guest that died keeps its console log for whoever reads the failure.
+        if (death === null) rmSync(tmp, { recursive: true, force: true });
       })();
       return stopped;
     },
