@@ -1,10 +1,12 @@
 /**
  * PduStream's outbox: small PDUs queued in one tick go out in one corked batch at the end of the tick; a burst that
- * reaches 64 KiB is written at once, in order, so the peer can start on it while the rest is queued.
+ * reaches 64 KiB is written at once, in order, so the peer can start on it while the rest is queued. A PDU sent with
+ * sendPduNow goes out at once when nothing is queued before it, else it joins the batch behind what is.
  */
 import { describe, expect, it } from 'vitest';
 import { Buffer } from 'node:buffer';
 import { PduStream, type PduSocket } from '../src/transport/pdu-stream.js';
+import { PduType } from '../src/protocol/pdu.js';
 
 function fakeSocket(): PduSocket & { batches: Buffer[][]; current: Buffer[] | null } {
   const s = {
@@ -55,5 +57,32 @@ describe('PduStream outbox', () => {
     await new Promise((r) => process.nextTick(r));
     expect(sock.batches.map((b) => b.length)).toEqual([32, 8]);
     expect(sock.batches.flat().filter((_, k) => k % 2 === 0).map((b) => b[0])).toEqual(Array.from({ length: 20 }, (_, i) => i));
+  });
+
+  it('sendPduNow writes at once on an idle stream, else keeps the order behind queued PDUs', async () => {
+    const sock = fakeSocket();
+    const s = stream(sock);
+    const sqe = (i: number) => Buffer.alloc(64, i);
+    s.sendPduNow({ type: PduType.CapsuleCmd, sqe: sqe(1), data: null });
+    // Written before the end of the tick, as one 72-byte CapsuleCmd: CH 04 00 48 00 48000000, then the SQE.
+    expect(sock.batches).toHaveLength(1);
+    expect(sock.batches[0]![0]!.subarray(0, 8)).toEqual(Buffer.from([0x04, 0x00, 0x48, 0x00, 0x48, 0x00, 0x00, 0x00]));
+    expect(sock.batches[0]![0]!.subarray(8)).toEqual(sqe(1));
+    // With in-capsule data: header and data in one corked write.
+    s.sendPduNow({ type: PduType.CapsuleCmd, sqe: sqe(2), data: Buffer.alloc(512, 2) });
+    expect(sock.batches).toHaveLength(2);
+    expect(sock.batches[1]!.map((b) => b.length)).toEqual([72, 512]);
+    // Something queued: the next one waits behind it, and both go in the end-of-tick batch, in order.
+    s.send([Buffer.alloc(24, 3)]);
+    s.sendPduNow({ type: PduType.CapsuleCmd, sqe: sqe(4), data: null });
+    expect(sock.batches).toHaveLength(2);
+    await new Promise((r) => process.nextTick(r));
+    expect(sock.batches).toHaveLength(3);
+    expect(sock.batches[2]!.map((b) => b.length)).toEqual([24, 72]);
+    expect(sock.batches[2]![1]!.subarray(8)).toEqual(sqe(4));
+    // Once the stream is ending, nothing is written at once (the final flush stays the last write before end()).
+    s.endAfterWrites();
+    s.sendPduNow({ type: PduType.CapsuleCmd, sqe: sqe(5), data: null });
+    expect(sock.batches).toHaveLength(3);
   });
 });

@@ -564,6 +564,27 @@ describe('PduReader direct data placement', () => {
     });
   }
 
+  it('reads only chunk[0, end) of a reused read buffer (the host reads every socket into one), at every split offset', () => {
+    const { stream, payloads } = placedStream(true, true);
+    const shared = Buffer.alloc(stream.length + 64);
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const dests = new Map<number, Buffer>();
+      const r = new PduReader({ role: 'host', hdgst: true, ddgst: true, placeData: (h) => dests.set(h.cccid, Buffer.alloc(h.datal)).get(h.cccid)! });
+      const out: Pdu[] = [];
+      for (const piece of [stream.subarray(0, cut), stream.subarray(cut)]) {
+        shared.fill(0x07); // bytes past `end`: what an earlier, longer read left there (0x07 starts a C2HData header)
+        piece.copy(shared, 0);
+        r.feed(shared, (p) => out.push(p), piece.length);
+      }
+      expect(r.buffered).toBe(0);
+      expect(out.map((p) => p.type)).toEqual([5, 7, 9, 7, 5, 7]);
+      for (const [cid, want] of payloads) expect(dests.get(cid)!.equals(want)).toBe(true);
+      for (const p of out) if (p.type === PduType.C2HData) expect(p.dataDigestError).toBeUndefined();
+    }
+    const r = new PduReader({ role: 'host' });
+    for (const end of [-1, 1.5, 65]) expect(() => r.feed(Buffer.alloc(64), () => {}, end)).toThrow(InvalidArgumentError);
+  });
+
   it('places byte by byte: one byte per chunk', () => {
     const data = pattern(777, 9);
     const pdu = c2hData(7, data, { hd: true, dd: true });

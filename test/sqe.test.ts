@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { decodeSqe, encodeNvmSqe, encodeSqe, getCid, getFctype, getOpcode, setCid, type SqeFields } from '../src/protocol/sqe.js';
-import { inCapsuleSgl, readSgl, transportSgl, writeSgl } from '../src/protocol/sgl.js';
+import { inCapsuleSgl, readSgl, transportSgl, writeDataSgl, writeSgl } from '../src/protocol/sgl.js';
 import { InvalidArgumentError } from '../src/errors.js';
 
 describe('encodeSqe', () => {
@@ -153,9 +153,25 @@ describe('SGL descriptors', () => {
     expect(copy.subarray(24, 40)).toEqual(sqe.subarray(24, 40));
   });
 
+  it('writeDataSgl (the I/O path) writes the same bytes over whatever DPTR held: identifiers 0x01 and 0x5A', () => {
+    for (const [length, inCapsule, id] of [[4096, true, 0x01], [131072, false, 0x5a], [0, false, 0x5a]] as const) {
+      const sqe = Buffer.alloc(64, 0xee);
+      writeDataSgl(sqe, length, inCapsule);
+      const want = Buffer.alloc(64, 0xee);
+      want.fill(0, 24, 40); // address 0 (ICDOFF 0 for in-capsule data), reserved bytes 12..14 zero
+      want.writeUInt32LE(length, 32);
+      want[39] = id;
+      expect(sqe).toEqual(want);
+    }
+  });
+
   it('validates lengths', () => {
     expect(() => transportSgl(-1)).toThrow(InvalidArgumentError);
     expect(() => inCapsuleSgl(2 ** 32)).toThrow(InvalidArgumentError);
+    expect(() => writeDataSgl(Buffer.alloc(64), 2 ** 32, false)).toThrow(/SGL length must be an integer in 0..4294967295, got 4294967296/);
+    expect(() => writeDataSgl(Buffer.alloc(32), 8, true)).toThrow(/writeDataSgl: the SQE must be at least 40 bytes/);
+    expect(() => transportSgl(1.5)).toThrow(/got 1.5/);
+    expect(() => inCapsuleSgl(8, 70000)).toThrow(/icdoff must be an integer in 0..65535, got 70000/);
   });
 });
 

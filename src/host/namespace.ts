@@ -141,10 +141,6 @@ export class Namespace {
   }
 
   /**
-   * Submit one command through the owner. When the owner asks for it (`anaTransitionTimeout`), a command that
-   * completes with ANA Transition (and not DNR) is retried until that much time has passed.
-   */
-  /**
    * Blocks per command after the owner's transfer limit (MDTS, maxTransferSize) and the 65536-block NLB limit. It
    * follows the owner's current limit: a multipath owner lowers it when a path with a smaller MDTS joins.
    */
@@ -152,12 +148,14 @@ export class Namespace {
     return Math.max(1, Math.min(MAX_NLB, Math.floor(this.owner.maxTransferBytes / this.blockSize)));
   }
 
-  private async io(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
-    try {
-      return await this.owner.ioCommand(cmd, opts);
-    } catch (err) {
-      return this.retryAnaTransition(err, cmd, opts);
-    }
+  /**
+   * Submit one command through the owner. When the owner asks for it (`anaTransitionTimeout`), a command that
+   * completes with ANA Transition (and not DNR) is retried until that much time has passed.
+   */
+  private io(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
+    const p = this.owner.ioCommand(cmd, opts);
+    // Without ANA Transition retries the owner's promise itself: no extra promise and no extra microtask per command.
+    return this.owner.anaTransitionTimeout ? p.catch((err: unknown) => this.retryAnaTransition(err, cmd, opts)) : p;
   }
 
   /** After `err`: retry a command that met ANA Transition while the owner's `anaTransitionTimeout` lasts, else rethrow. */
@@ -201,25 +199,16 @@ export class Namespace {
     return buf;
   }
 
-  private readIntoChecked(slba: Lba, blocks: number, out: Buffer, opts?: IoOptions): Promise<void> {
+  private readIntoChecked(slba: Lba, blocks: number, out: Buffer, opts?: IoOptions): Promise<unknown> {
     const bs = this.blockSize;
     const nsid = this.nsid;
     if (blocks <= this.maxBlocksPerCommand) {
       // One command (the common case): no splitting machinery, and the caller's buffer itself receives the data.
-      return this.io1(cmds.read({ nsid, slba, nlb: blocks, blockSize: bs }), opts === undefined ? { readInto: out } : { ...opts, readInto: out });
+      return this.io(cmds.read({ nsid, slba, nlb: blocks, blockSize: bs }), opts === undefined ? { readInto: out } : { ...opts, readInto: out });
     }
     return this.forEachChunk(slba, blocks, (lba, n, off) =>
       this.io(cmds.read({ nsid, slba: lba, nlb: n, blockSize: bs }), { ...opts, readInto: out.subarray(off * bs, (off + n) * bs) }),
     );
-  }
-
-  /** One command whose completion carries nothing the caller needs. */
-  private async io1(cmd: NvmeCommand, opts?: SubmitOptions): Promise<void> {
-    try {
-      await this.owner.ioCommand(cmd, opts);
-    } catch (err) {
-      await this.retryAnaTransition(err, cmd, opts);
-    }
   }
 
   /** Write `data` (a multiple of the block size) starting at `lba`. */
@@ -229,7 +218,10 @@ export class Namespace {
     const slba = this.checkRange('write', lba, blocks);
     const bs = this.blockSize;
     const nsid = this.nsid;
-    if (blocks <= this.maxBlocksPerCommand) return this.io1(cmds.write({ nsid, slba, data, blockSize: bs, fua: opts?.fua }), opts);
+    if (blocks <= this.maxBlocksPerCommand) {
+      await this.io(cmds.write({ nsid, slba, data, blockSize: bs, fua: opts?.fua }), opts);
+      return;
+    }
     await this.forEachChunk(slba, blocks, (l, n, off) =>
       this.io(cmds.write({ nsid, slba: l, data: data.subarray(off * bs, (off + n) * bs), blockSize: bs, fua: opts?.fua }), opts),
     );

@@ -272,18 +272,20 @@ export class PduReader {
   }
 
   /**
-   * Feed a socket chunk of any size; `onPdu` is called for each PDU the chunk completes, in order, as it completes
+   * Feed a socket chunk of any size, `chunk[0, end)` (the whole chunk by default: a reused read buffer passes the
+   * length of the read); `onPdu` is called for each PDU the chunk completes, in order, as it completes
    * (so a handler that changes state, such as freeing a command, is seen by the placement of the next PDU).
    * Throws ProtocolError (fes/fei for the TermReq to send) or DigestError (header digest, FES 3), after delivering
    * the PDUs the chunk completed before the offending one. An error thrown by `onPdu` fails the reader too.
    * A data digest mismatch is not thrown: the PDU comes with `dataDigestError: true`.
    * After a throw the reader is poisoned: every later feed or push throws the same error.
    */
-  feed(chunk: Buffer, onPdu: (pdu: Pdu) => void): void {
+  feed(chunk: Buffer, onPdu: (pdu: Pdu) => void, end: number = chunk.length): void {
     if (this.failure !== null) throw this.failure;
     if (!Buffer.isBuffer(chunk)) throw new InvalidArgumentError(`PduReader input must be a Buffer, got ${chunk === null ? 'null' : typeof chunk}`);
+    if (!Number.isInteger(end) || end < 0 || end > chunk.length) throw new InvalidArgumentError(`PduReader input end must be an integer 0..${chunk.length}, got ${end}`);
     try {
-      this.consume(chunk, onPdu);
+      this.consume(chunk, onPdu, end);
       this.cur = null;
     } catch (err) {
       this.failure = err as Error;
@@ -349,8 +351,7 @@ export class PduReader {
     return ch.dataLen > 0 ? ch.dataOff : ch.plen;
   }
 
-  private consume(chunk: Buffer, emit: (pdu: Pdu) => void): void {
-    const n = chunk.length;
+  private consume(chunk: Buffer, emit: (pdu: Pdu) => void, n: number): void {
     let off = 0;
     while (off < n) {
       switch (this.stage) {
@@ -422,10 +423,9 @@ export class PduReader {
         }
         case Stage.Payload: {
           const take = Math.min(this.payloadLen - this.destPos, n - off);
-          const part = chunk.subarray(off, off + take);
           if (this.dest !== null) {
-            part.copy(this.dest, this.destPos);
-            if (this.ch!.dd) this.dataCrc = crc32c(part, this.dataCrc);
+            chunk.copy(this.dest, this.destPos, off, off + take);
+            if (this.ch!.dd) this.dataCrc = crc32c(chunk.subarray(off, off + take), this.dataCrc);
           }
           this.destPos += take;
           off += take;

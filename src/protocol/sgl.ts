@@ -25,25 +25,23 @@ export const DPTR_OFFSET = 24;
 /** Size of an SGL descriptor. */
 export const SGL_DESCRIPTOR_SIZE = 16;
 
-function check(cond: boolean, message: string): void {
-  if (!cond) throw new InvalidArgumentError(message);
+/** Messages are built only on failure (these checks run for every command sent). */
+function check(cond: boolean, message: string | (() => string)): void {
+  if (!cond) throw new InvalidArgumentError(typeof message === 'string' ? message : message());
 }
 
 function checkSqe(sqe: Uint8Array, fn: string): void {
-  check(sqe instanceof Uint8Array && sqe.length >= DPTR_OFFSET + SGL_DESCRIPTOR_SIZE, `${fn}: the SQE must be at least 40 bytes`);
+  if (!(sqe instanceof Uint8Array && sqe.length >= DPTR_OFFSET + SGL_DESCRIPTOR_SIZE)) throw new InvalidArgumentError(`${fn}: the SQE must be at least 40 bytes`);
 }
 
 function checkLength(length: unknown): number {
-  check(
-    typeof length === 'number' && Number.isInteger(length) && length >= 0 && length <= 0xffffffff,
-    `SGL length must be an integer in 0..4294967295, got ${String(length)}`,
-  );
-  return length as number;
+  if (typeof length === 'number' && Number.isInteger(length) && length >= 0 && length <= 0xffffffff) return length;
+  throw new InvalidArgumentError(`SGL length must be an integer in 0..4294967295, got ${String(length)}`);
 }
 
 function checkNibble(name: string, v: unknown): number {
-  check(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xf, `SGL ${name} must be an integer in 0..15, got ${String(v)}`);
-  return v as number;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xf) return v;
+  throw new InvalidArgumentError(`SGL ${name} must be an integer in 0..15, got ${String(v)}`);
 }
 
 /** Zero sqe[from..to): a few bytes, cheaper as a loop than a call into fill(). */
@@ -58,23 +56,13 @@ export function writeSgl(sqe: Buffer, d: SglDescriptor): void {
   switch (d.kind) {
     case 'data-block': {
       check(typeof d.address === 'bigint' && d.address >= 0n && d.address <= 0xffffffffffffffffn, 'SGL address must be a bigint in 0..2^64-1');
-      const length = checkLength(d.length);
-      const subtype = checkNibble('subtype', d.subtype);
+      put(sqe, SglType.DataBlock, checkLength(d.length), checkNibble('subtype', d.subtype));
       sqe.writeBigUInt64LE(d.address, o);
-      sqe.writeUInt32LE(length, o + 8);
-      zero(sqe, o + 12, o + 15);
-      sqe[o + 15] = (SglType.DataBlock << 4) | subtype;
       return;
     }
-    case 'transport-data-block': {
-      const length = checkLength(d.length);
-      const subtype = checkNibble('subtype', d.subtype);
-      zero(sqe, o, o + 8);
-      sqe.writeUInt32LE(length, o + 8);
-      zero(sqe, o + 12, o + 15);
-      sqe[o + 15] = (SglType.TransportDataBlock << 4) | subtype;
+    case 'transport-data-block':
+      put(sqe, SglType.TransportDataBlock, checkLength(d.length), checkNibble('subtype', d.subtype));
       return;
-    }
     case 'other': {
       const type = checkNibble('type', d.type);
       const subtype = checkNibble('subtype', d.subtype);
@@ -110,7 +98,7 @@ export function readSgl(sqe: Buffer): SglDescriptor {
  */
 export function inCapsuleSgl(length: number, icdoff = 0): SglDescriptor {
   checkLength(length);
-  check(Number.isInteger(icdoff) && icdoff >= 0 && icdoff <= 0xffff, `icdoff must be an integer in 0..65535, got ${String(icdoff)}`);
+  check(Number.isInteger(icdoff) && icdoff >= 0 && icdoff <= 0xffff, () => `icdoff must be an integer in 0..65535, got ${String(icdoff)}`);
   return { kind: 'data-block', address: BigInt(icdoff), length, subtype: SglSubtype.Offset };
 }
 
@@ -121,4 +109,25 @@ export function inCapsuleSgl(length: number, icdoff = 0): SglDescriptor {
 export function transportSgl(length: number): SglDescriptor {
   checkLength(length);
   return { kind: 'transport-data-block', length, subtype: SglSubtype.TransportA };
+}
+
+/** A descriptor with address 0: `type`, `length`, `subtype`, the reserved bytes zeroed. */
+function put(sqe: Buffer, type: number, length: number, subtype: number): void {
+  const o = DPTR_OFFSET;
+  zero(sqe, o, o + 8);
+  sqe.writeUInt32LE(length, o + 8);
+  zero(sqe, o + 12, o + 15);
+  sqe[o + 15] = (type << 4) | subtype;
+}
+
+/**
+ * Write the descriptor of a command's data into its SQE without building a descriptor object (the I/O path):
+ * in-capsule data (SGL Data Block, offset 0) or data moved by C2HData/R2T (Transport SGL Data Block, subtype 0xA;
+ * length 0 for no data). The same bytes as `writeSgl(sqe, inCapsuleSgl(length))` / `writeSgl(sqe, transportSgl(length))`.
+ */
+export function writeDataSgl(sqe: Buffer, length: number, inCapsule: boolean): void {
+  checkSqe(sqe, 'writeDataSgl');
+  checkLength(length);
+  if (inCapsule) put(sqe, SglType.DataBlock, length, SglSubtype.Offset);
+  else put(sqe, SglType.TransportDataBlock, length, SglSubtype.TransportA);
 }

@@ -85,11 +85,13 @@ export class PduStream {
     this.reader.setDigests(hdgst, ddgst);
   }
 
-  /** Feed a socket chunk: each completed PDU goes to onPdu; a fatal error to terminate() and onFatal. */
-  receive(chunk: Buffer): void {
+  /**
+   * Feed a socket chunk, `chunk[0, end)`: each completed PDU goes to onPdu; a fatal error to terminate() and onFatal.
+   */
+  receive(chunk: Buffer, end: number = chunk.length): void {
     if (this.stopped) return;
     try {
-      this.reader.feed(chunk, this.handle);
+      this.reader.feed(chunk, this.handle, end);
     } catch (err) {
       if (err === STOPPED || this.stopped) return;
       this.fatal(err as Error);
@@ -122,6 +124,25 @@ export class PduStream {
   /** Queue one PDU encoded with this stream's options. */
   sendPdu(pdu: Pdu): void {
     this.send(encodePdu(pdu, this.encodeOpts));
+  }
+
+  /**
+   * Send one PDU at once when nothing is queued before it (else queue it behind what is). For the first command on
+   * an idle queue: it is on the wire without waiting for the end of the tick, which at queue depth 1 is the whole
+   * per-command cost of batching (a deferred callback) with nothing to batch it with.
+   */
+  sendPduNow(pdu: Pdu): void {
+    if (this.outboxBytes > 0 || this.flushScheduled || this.endAfterFlush || this.shapeWrite !== undefined || this.socket.destroyed) {
+      this.sendPdu(pdu);
+      return;
+    }
+    const bufs = encodePdu(pdu, this.encodeOpts);
+    if (bufs.length === 1) this.socket.write(bufs[0]!);
+    else {
+      this.socket.cork();
+      for (const b of bufs) this.socket.write(b);
+      this.socket.uncork();
+    }
   }
 
   /** The drain loop: the only code that writes to the socket. One corked batch. */

@@ -28,7 +28,7 @@ import { type DataPduHeader } from '../protocol/reader.js';
 import { PduStream } from './pdu-stream.js';
 import { tlsConnect, TlsSocket, type TlsClientOptions, type TlsSessionInfo } from './tls13/client.js';
 import { setCid } from '../protocol/sqe.js';
-import { writeSgl, inCapsuleSgl, transportSgl } from '../protocol/sgl.js';
+import { writeDataSgl } from '../protocol/sgl.js';
 import { decodeCqe, cqeOk, type Cqe } from '../protocol/cqe.js';
 import { statusError } from '../protocol/status.js';
 import { ADMIN_IN_CAPSULE_BYTES, FABRICS_OPCODE } from '../protocol/constants.js';
@@ -125,6 +125,7 @@ interface Entry {
   settled: boolean;
   resolve: (c: Completion) => void;
   reject: (e: Error) => void;
+  /** performance.now() by which the command times out (0: never). */
   deadline: number;
   readBuf: Buffer | undefined;
   received: number;
@@ -259,7 +260,7 @@ export class QueuePair {
     this.closedPromise = new Promise((r) => (this.resolveClosed = r));
     socket.setNoDelay(true);
     if (relay) {
-      relay.deliver = (chunk) => this.stream.receive(chunk);
+      relay.deliver = (chunk, end) => this.stream.receive(chunk, end);
       relay.large = () => this.stream.reader.payloadRemaining >= LARGE_READ_MIN;
     }
     else if (socket instanceof TlsSocket) {
@@ -403,7 +404,7 @@ export class QueuePair {
         settled: false,
         resolve,
         reject,
-        deadline: timeout > 0 ? Date.now() + timeout : 0,
+        deadline: timeout > 0 ? performance.now() + timeout : 0,
         readBuf: undefined,
         received: 0,
         r2tRequested: 0,
@@ -443,20 +444,23 @@ export class QueuePair {
     let inCapsule: Buffer | null = null;
     if (data && data.length > 0) {
       if (data.length <= this.inCapsuleBytes) {
-        writeSgl(sqe, inCapsuleSgl(data.length));
+        writeDataSgl(sqe, data.length, true);
         inCapsule = toBuffer(data);
       } else {
-        writeSgl(sqe, transportSgl(data.length));
+        writeDataSgl(sqe, data.length, false);
       }
     } else if (readLength > 0) {
-      writeSgl(sqe, transportSgl(readLength));
+      writeDataSgl(sqe, readLength, false);
       e.readBuf = e.opts?.readInto ?? Buffer.allocUnsafe(readLength);
     } else {
-      writeSgl(sqe, transportSgl(0));
+      writeDataSgl(sqe, 0, false);
     }
     e.sent = true;
     if (chStart.hasSubscribers) chStart.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, opcode: e.opcode } satisfies CommandStartMessage);
-    this.stream.sendPdu({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
+    // The only command on the wire (queue depth 1, or the first of a burst): sent now; with others in flight it
+    // joins the batch flushed at the end of the tick.
+    if (this.inflight === 1) this.stream.sendPduNow({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
+    else this.stream.sendPdu({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
   }
 
   private handlePdu(pdu: Pdu): void {
@@ -659,7 +663,7 @@ export class QueuePair {
 
   /** @internal Time out overdue commands; returns whether any command still has a deadline (else it leaves the sweep). */
   sweep(): boolean {
-    const now = Date.now();
+    const now = performance.now();
     let pending = false;
     for (const e of this.slots) {
       if (!e || e.settled || !e.deadline) continue;
@@ -760,7 +764,8 @@ export function fesName(fes: number): string {
  * (nothing arrives before the queue pair sends ICReq).
  */
 interface ReadRelay {
-  deliver: ((chunk: Buffer) => void) | undefined;
+  /** The bytes of one read: `chunk[0, end)`. */
+  deliver: ((chunk: Buffer, end: number) => void) | undefined;
   /** Whether the next read should be a large one (a large payload is arriving). */
   large: (() => boolean) | undefined;
 }
@@ -789,7 +794,7 @@ async function connectSocket(host: string, port: number, timeoutMs: number, sign
             onread: {
               // Both sizes are views of the same memory from offset 0, so a read's bytes are always READ_BUFFER[0, n).
               buffer: () => (relay.large?.() ? READ_BUFFER : READ_SMALL),
-              callback: (n: number) => (relay.deliver?.(READ_BUFFER.subarray(0, n)), true),
+              callback: (n: number) => (relay.deliver?.(READ_BUFFER, n), true),
             },
           }
         : { host, port },
