@@ -136,16 +136,21 @@ export class PduStream {
       this.sendPdu(pdu);
       return;
     }
-    const bufs = encodePdu(pdu, this.encodeOpts);
-    if (bufs.length === 1) this.socket.write(bufs[0]!);
-    else {
-      this.socket.cork();
-      for (const b of bufs) this.socket.write(b);
-      this.socket.uncork();
-    }
+    this.write(encodePdu(pdu, this.encodeOpts));
   }
 
-  /** The drain loop: the only code that writes to the socket. One corked batch. */
+  /** Write buffers to the socket as one batch (one buffer needs no cork). */
+  private write(bufs: Buffer[]): void {
+    if (bufs.length === 1) {
+      this.socket.write(bufs[0]!);
+      return;
+    }
+    this.socket.cork();
+    for (const b of bufs) this.socket.write(b);
+    this.socket.uncork();
+  }
+
+  /** The drain loop: writes everything queued as one batch (sendPduNow writes only when nothing is queued). */
   flush(): void {
     this.flushScheduled = false;
     if (this.socket.destroyed) return;
@@ -154,9 +159,7 @@ export class PduStream {
     this.outboxBytes = 0;
     if (out.length > 0) {
       if (this.shapeWrite?.(out)) return;
-      this.socket.cork();
-      for (const b of out) this.socket.write(b);
-      this.socket.uncork();
+      this.write(out);
     }
     if (this.endAfterFlush) this.socket.end();
   }
