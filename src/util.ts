@@ -1,7 +1,9 @@
 /**
- * Small asynchronous helpers every layer above the pure protocol layer shares: the error an aborted signal stands for,
- * and racing a promise against a timeout and a signal. One definition, so every layer reports aborts alike.
+ * Small helpers every layer above the pure protocol layer shares: the error an aborted signal stands for, racing a
+ * promise against a timeout and a signal, and writing a list of buffers as one batch. One definition, so every layer
+ * reports aborts alike and writes alike.
  */
+import type { Buffer } from 'node:buffer';
 import { AbortedError, InvalidArgumentError, NvmeofError } from './errors.js';
 
 /**
@@ -75,4 +77,24 @@ export function checkOptions(name: string, v: unknown): void {
 export function checkInteger(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}, got ${describeArg(v)}`);
   return v;
+}
+
+/** A stream that can hold writes back and send them together: net.Socket, TlsSocket. */
+export interface BatchWritable {
+  write(chunk: Uint8Array): boolean;
+  cork(): void;
+  uncork(): void;
+}
+
+/**
+ * Write `bufs` as one batch: a single buffer as it is, several inside cork()/uncork() so they leave in one system
+ * call. Returns what the last write returned (false: the stream's buffer is full, wait for 'drain').
+ */
+export function writeBatch(sock: BatchWritable, bufs: readonly Buffer[]): boolean {
+  if (bufs.length === 1) return sock.write(bufs[0]!);
+  sock.cork();
+  let ok = true;
+  for (const b of bufs) ok = sock.write(b);
+  sock.uncork();
+  return ok;
 }

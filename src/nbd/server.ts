@@ -16,6 +16,7 @@ import { debuglog } from 'node:util';
 import { InvalidArgumentError, NbdProtocolError, NvmeStatusError, NvmeofError, ErrorCode } from '../errors.js';
 import { GenericStatus, MediaStatus, StatusCodeType } from '../protocol/constants.js';
 import type { IdentifyController, IdentifyNamespace, OncsFlags } from '../protocol/identify.js';
+import { writeBatch } from '../util.js';
 import type { IoOptions, LbaRange, WriteOptions } from '../host/namespace.js';
 import {
   ClientFlag,
@@ -709,14 +710,7 @@ class NbdConnection {
 
   /** One reply's buffers, written together (JavaScript runs them back to back, so replies never interleave). */
   private write(bufs: Buffer[]): void {
-    if (this.sock.destroyed) return;
-    if (bufs.length === 1) {
-      this.sock.write(bufs[0]!);
-      return;
-    }
-    this.sock.cork();
-    for (const b of bufs) this.sock.write(b);
-    this.sock.uncork();
+    if (!this.sock.destroyed) writeBatch(this.sock, bufs);
   }
 }
 

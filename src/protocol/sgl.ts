@@ -25,11 +25,11 @@ export const DPTR_OFFSET = 24;
 /** Size of an SGL descriptor. */
 export const SGL_DESCRIPTOR_SIZE = 16;
 
-/** Messages are built only on failure (these checks run for every command sent). */
-function check(cond: boolean, message: string | (() => string)): void {
-  if (!cond) throw new InvalidArgumentError(typeof message === 'string' ? message : message());
+function check(cond: boolean, message: string): void {
+  if (!cond) throw new InvalidArgumentError(message);
 }
 
+// The checks below run for every command sent (writeDataSgl): they build their messages only on failure.
 function checkSqe(sqe: Uint8Array, fn: string): void {
   if (!(sqe instanceof Uint8Array && sqe.length >= DPTR_OFFSET + SGL_DESCRIPTOR_SIZE)) throw new InvalidArgumentError(`${fn}: the SQE must be at least 40 bytes`);
 }
@@ -98,7 +98,7 @@ export function readSgl(sqe: Buffer): SglDescriptor {
  */
 export function inCapsuleSgl(length: number, icdoff = 0): SglDescriptor {
   checkLength(length);
-  check(Number.isInteger(icdoff) && icdoff >= 0 && icdoff <= 0xffff, () => `icdoff must be an integer in 0..65535, got ${String(icdoff)}`);
+  check(Number.isInteger(icdoff) && icdoff >= 0 && icdoff <= 0xffff, `icdoff must be an integer in 0..65535, got ${String(icdoff)}`);
   return { kind: 'data-block', address: BigInt(icdoff), length, subtype: SglSubtype.Offset };
 }
 

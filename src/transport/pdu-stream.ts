@@ -8,6 +8,7 @@ import { Buffer } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 import { encodePdu, PduType, TermReqFes, type EncodeOptions, type Pdu } from '../protocol/pdu.js';
 import { PduReader, type PduReaderOptions } from '../protocol/reader.js';
+import { writeBatch } from '../util.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -136,18 +137,7 @@ export class PduStream {
       this.sendPdu(pdu);
       return;
     }
-    this.write(encodePdu(pdu, this.encodeOpts));
-  }
-
-  /** Write buffers to the socket as one batch (one buffer needs no cork). */
-  private write(bufs: Buffer[]): void {
-    if (bufs.length === 1) {
-      this.socket.write(bufs[0]!);
-      return;
-    }
-    this.socket.cork();
-    for (const b of bufs) this.socket.write(b);
-    this.socket.uncork();
+    writeBatch(this.socket, encodePdu(pdu, this.encodeOpts));
   }
 
   /** The drain loop: writes everything queued as one batch (sendPduNow writes only when nothing is queued). */
@@ -159,7 +149,7 @@ export class PduStream {
     this.outboxBytes = 0;
     if (out.length > 0) {
       if (this.shapeWrite?.(out)) return;
-      this.write(out);
+      writeBatch(this.socket, out);
     }
     if (this.endAfterFlush) this.socket.end();
   }

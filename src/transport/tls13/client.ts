@@ -19,7 +19,7 @@ import { Duplex } from 'node:stream';
 import { debuglog } from 'node:util';
 import { TlsError } from '../../errors.js';
 import type { TlsPskHash } from '../../protocol/tls-psk.js';
-import { abortError } from '../../util.js';
+import { abortError, writeBatch } from '../../util.js';
 import {
   binderKey,
   deriveSecret,
@@ -848,12 +848,7 @@ export class TlsSocket extends Duplex {
 
   /** Protected records onto the TCP socket as one batch; false when its send buffer is full. */
   private writeRecords(out: Buffer[]): boolean {
-    if (out.length === 1) return this.raw.write(out[0]!);
-    this.raw.cork();
-    let ok = true;
-    for (const b of out) ok = this.raw.write(b);
-    this.raw.uncork();
-    return ok;
+    return writeBatch(this.raw, out);
   }
 
   // -- Records in ----------------------------------------------------------------------------------------------
