@@ -31,7 +31,7 @@ import { setCid } from '../protocol/sqe.js';
 import { writeDataSgl } from '../protocol/sgl.js';
 import { decodeCqe, cqeOk, type Cqe } from '../protocol/cqe.js';
 import { statusError } from '../protocol/status.js';
-import { ADMIN_IN_CAPSULE_BYTES, FABRICS_OPCODE } from '../protocol/constants.js';
+import { ADMIN_IN_CAPSULE_BYTES, AdminOpcode, FABRICS_OPCODE } from '../protocol/constants.js';
 import { abortError, withTimeout } from '../util.js';
 import { pollBegin, pollEnd } from './poller.js';
 import type { NvmeCommand } from '../protocol/commands.js';
@@ -217,6 +217,9 @@ export class QueuePair {
   /** In the process-wide sweep set (some command has a deadline). */
   private sweeping = false;
   private inflight = 0;
+  /** Asynchronous Event Requests in flight: they wait for an event, not for the wire, so a command sent beside them
+   * is still the only one the controller is working on. */
+  private parked = 0;
   private closeError: Error | undefined;
   private icResolve: ((p: Pdu) => void) | undefined;
   private icReject: ((e: Error) => void) | undefined;
@@ -373,56 +376,78 @@ export class QueuePair {
    * `allowStatusError`), TimeoutError, AbortedError, or the error that closed the queue.
    */
   submit(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
-    if (this._state !== 'ready') {
-      return Promise.reject(this.closeError ?? new InvalidStateError(`queue ${this.qid} is ${this._state}`));
-    }
-    if (cmd.sqe.length !== 64) return Promise.reject(new InvalidArgumentError(`SQE must be 64 bytes, got ${cmd.sqe.length}`));
+    const bad = this.refuse(cmd, opts);
+    if (bad) return Promise.reject(bad);
+    return new Promise<Completion>((resolve, reject) => this.enqueue(cmd, opts, resolve, reject));
+  }
+
+  /**
+   * @internal `submit()` with callbacks instead of a promise, for the commands a controller sends on its own at
+   * a steady pace (Keep Alive): no promise and no closure per command. Exactly one of the callbacks is called, at
+   * once when the command is refused, else when it ends; both are called synchronously from the queue's own work
+   * (a completion, the timeout sweep, teardown) and must neither throw nor act on the queue in that call.
+   */
+  submitWith(cmd: NvmeCommand, opts: SubmitOptions | undefined, resolve: (c: Completion) => void, reject: (e: Error) => void): void {
+    const bad = this.refuse(cmd, opts);
+    if (bad) reject(bad);
+    else this.enqueue(cmd, opts, resolve, reject);
+  }
+
+  /** Why a command cannot be submitted, checked before anything is sent (undefined: it can). */
+  private refuse(cmd: NvmeCommand, opts: SubmitOptions | undefined): Error | undefined {
+    if (this._state !== 'ready') return this.closeError ?? new InvalidStateError(`queue ${this.qid} is ${this._state}`);
+    if (cmd.sqe.length !== 64) return new InvalidArgumentError(`SQE must be 64 bytes, got ${cmd.sqe.length}`);
     const readLength = cmd.readLength ?? 0;
     if (readLength > 0 && cmd.data && cmd.data.length > 0) {
-      return Promise.reject(new InvalidArgumentError(`${cmd.name}: a command cannot both send and receive data`));
+      return new InvalidArgumentError(`${cmd.name}: a command cannot both send and receive data`);
     }
     if (opts?.readInto && opts.readInto.length < readLength) {
-      return Promise.reject(new InvalidArgumentError(`${cmd.name}: readInto has ${opts.readInto.length} bytes, need ${readLength}`));
+      return new InvalidArgumentError(`${cmd.name}: readInto has ${opts.readInto.length} bytes, need ${readLength}`);
     }
     const signal = opts?.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      return Promise.reject(new InvalidArgumentError(`${cmd.name}: signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`));
+      return new InvalidArgumentError(`${cmd.name}: signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`);
     }
     const timeout = opts?.timeout === undefined ? this.defaultTimeout : opts.timeout;
     if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMEOUT_MS) {
-      return Promise.reject(new InvalidArgumentError(`${cmd.name}: timeout must be an integer 0..${MAX_TIMEOUT_MS} ms (0 = none), got ${String(timeout)}`));
+      return new InvalidArgumentError(`${cmd.name}: timeout must be an integer 0..${MAX_TIMEOUT_MS} ms (0 = none), got ${String(timeout)}`);
     }
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    return new Promise<Completion>((resolve, reject) => {
-      const entry: Entry = {
-        cmd,
-        cid: 0,
-        slot: -1,
-        opcode: cmd.sqe[0]!,
-        fctype: cmd.sqe[0] === FABRICS_OPCODE ? cmd.sqe[4]! : -1,
-        sent: false,
-        settled: false,
-        resolve,
-        reject,
-        deadline: timeout > 0 ? performance.now() + timeout : 0,
-        readBuf: undefined,
-        received: 0,
-        r2tRequested: 0,
-        error: undefined,
-        opts,
-        onAbort: undefined,
-        startedAt: 0,
-      };
-      this.unsettled++;
-      if (this.busyPoll) pollBegin();
-      if (signal) {
-        entry.onAbort = () => this.abortEntry(entry, abortError(signal));
-        signal.addEventListener('abort', entry.onAbort, { once: true });
-      }
-      if (entry.deadline) this.ensureSweep();
-      if (this.freeSlots.length > 0 && this.waitingHead === this.waiting.length) this.dispatch(entry);
-      else this.waiting.push(entry);
-    });
+    if (signal?.aborted) return abortError(signal);
+    return undefined;
+  }
+
+  /** Take a checked command: dispatched at once when a slot is free, else queued behind the waiting ones. */
+  private enqueue(cmd: NvmeCommand, opts: SubmitOptions | undefined, resolve: (c: Completion) => void, reject: (e: Error) => void): void {
+    const signal = opts?.signal;
+    const timeout = opts?.timeout === undefined ? this.defaultTimeout : opts.timeout;
+    const entry: Entry = {
+      cmd,
+      cid: 0,
+      slot: -1,
+      opcode: cmd.sqe[0]!,
+      fctype: cmd.sqe[0] === FABRICS_OPCODE ? cmd.sqe[4]! : -1,
+      sent: false,
+      settled: false,
+      resolve,
+      reject,
+      deadline: timeout > 0 ? performance.now() + timeout : 0,
+      readBuf: undefined,
+      received: 0,
+      r2tRequested: 0,
+      error: undefined,
+      opts,
+      onAbort: undefined,
+      startedAt: 0,
+    };
+    this.unsettled++;
+    if (this.busyPoll) pollBegin();
+    if (signal) {
+      entry.onAbort = () => this.abortEntry(entry, abortError(signal));
+      signal.addEventListener('abort', entry.onAbort, { once: true });
+    }
+    if (entry.deadline) this.ensureSweep();
+    if (this.freeSlots.length > 0 && this.waitingHead === this.waiting.length) this.dispatch(entry);
+    else this.waiting.push(entry);
   }
 
   /** Assign a CID and put the command on the wire. */
@@ -438,6 +463,7 @@ export class QueuePair {
     e.startedAt = chEnd.hasSubscribers ? performance.now() : 0;
     this.slots[slot] = e;
     this.inflight++;
+    if (e.opcode === AdminOpcode.AsyncEventRequest && this.qid === 0) this.parked++;
     const { sqe, data } = e.cmd;
     setCid(sqe, e.cid);
     const readLength = e.cmd.readLength ?? 0;
@@ -457,9 +483,10 @@ export class QueuePair {
     }
     e.sent = true;
     if (chStart.hasSubscribers) chStart.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, opcode: e.opcode } satisfies CommandStartMessage);
-    // The only command on the wire (queue depth 1, or the first of a burst): sent now; with others in flight it
-    // joins the batch flushed at the end of the tick.
-    if (this.inflight === 1) this.stream.sendPduNow({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
+    // The only command on the wire (queue depth 1, or the first of a burst; event requests waiting for an event do
+    // not count, and go at once themselves): sent now; with others in flight it joins the batch flushed at the end of
+    // the tick.
+    if (this.inflight - this.parked <= 1) this.stream.sendPduNow({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
     else this.stream.sendPdu({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
   }
 
@@ -566,6 +593,7 @@ export class QueuePair {
     this.slots[e.slot] = undefined;
     this.freeSlots.push(e.slot);
     this.inflight--;
+    if (e.opcode === AdminOpcode.AsyncEventRequest && this.qid === 0) this.parked--;
     if (!e.settled) {
       this.settle(e);
       const ok = cqeOk(cqe);
@@ -731,6 +759,7 @@ export class QueuePair {
     this.waiting.length = 0;
     this.waitingHead = 0;
     this.inflight = 0;
+    this.parked = 0;
     const ws = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of ws) w();
