@@ -12,7 +12,8 @@
  * Without it, the embedded target in a separate process on core 1 (no ratio: there is no yardstick). With
  * NVMEOF_PYCLIENT_DIR (a checkout of truenas/truenas_pynvmeof_client) the pure-Python client's 4 KiB QD1 read is
  * measured too. `--scale N` (default 1000, 0 to skip) holds N controllers (admin queue + one I/O queue each,
- * keep-alive on) against the embedded target in another process and reports RSS and idle CPU.
+ * keep-alive on) in a plain Node process on core 0 (the script built first, no tsx loader) against the embedded
+ * target on core 1 and reports RSS and the CPU spent idle over two minutes, with each 10 s window.
  *
  * With SPDK, '128 KiB sequential read QD8, TLS' runs through a second subsystem on a TLS listener (a SHA-256 PSK;
  * ours with --tls-key, spdk_nvme_perf with -S ssl --psk-path), to show what TLS costs beside the plain row.
@@ -235,8 +236,33 @@ async function main(): Promise<void> {
   }
   let scale: unknown;
   if (scaleCount > 0) {
-    const { stdout } = await run(process.execPath, ['--expose-gc', '--import', 'tsx', join(here, 'idle-controllers.ts'), '--count', String(scaleCount)], { cwd: repo, maxBuffer: 1 << 20 });
-    scale = JSON.parse(stdout);
+    // The measured process runs plain JavaScript, as a user's would: the script is built on its own first (the tsx
+    // loader would add its own thread, heap and garbage collections to the process being measured).
+    const out = mkdtempSync(join(tmpdir(), 'nvmeof-idle-'));
+    try {
+      const { build } = await import('tsup');
+      await build({
+        entry: { 'idle-controllers': join(here, 'idle-controllers.ts') },
+        outDir: out,
+        outExtension: () => ({ js: '.mjs' }),
+        format: 'esm',
+        platform: 'node',
+        target: 'node20',
+        config: false,
+        silent: true,
+        dts: false,
+        splitting: false,
+      });
+      const script = join(out, 'idle-controllers.mjs');
+      // Pinned as the other rows are: the measured process on core 0, the embedded target on core 1.
+      const { stdout } = await run('taskset', ['-c', '0', process.execPath, '--expose-gc', script, '--count', String(scaleCount), '--repo', repo, '--target-cpu', '1'], {
+        cwd: repo,
+        maxBuffer: 1 << 20,
+      });
+      scale = JSON.parse(stdout);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   }
   if (values.json) {
     process.stdout.write(JSON.stringify({ seconds, rounds, target: spdkDir ? 'spdk' : 'embedded', rows, scale }, null, 2) + '\n');
