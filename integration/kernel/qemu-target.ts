@@ -288,6 +288,19 @@ export async function guestExec(host: string, ctlPort: number, cmd: string, opts
   });
 }
 
+/**
+ * {@link guestExec}, for a guest whose console log is at `consolePath`: when the command times out (a guest that
+ * stopped answering without a panic on its console: stuck, or starved of CPU), the error carries the console's tail.
+ */
+export async function guestExecWithConsole(host: string, ctlPort: number, consolePath: string, cmd: string, opts: ExecOptions = {}): Promise<ExecResult> {
+  try {
+    return await guestExec(host, ctlPort, cmd, opts);
+  } catch (e) {
+    if (!(e instanceof KernelTargetError) || !/ timed out after /.test(e.message)) throw e;
+    throw new KernelTargetError(`${e.message}\n--- console tail (${consolePath}) ---\n${tail(readTail(consolePath).trimEnd(), 40) || '(empty)'}`);
+  }
+}
+
 function execOnce(host: string, ctlPort: number, cmd: string, remainingMs: number, timeoutMs: number, opts: ExecOptions): Promise<ExecResult> {
   const token = randomBytes(8).toString('hex');
   const marker = `__NVMEOF_RESULT_${token}__`;
@@ -743,7 +756,7 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
     anaGroups: MULTIPATH_ANA_GROUPS.map((g) => ({ ...g, nsids: [...g.nsids], initialState: { ...g.initialState } })),
     kernelVersion,
     bootMs,
-    exec: (cmd, o) => guestExec(b.host, b.ctlPort, cmd, o),
+    exec: (cmd, o) => guestExecWithConsole(b.host, b.ctlPort, consolePath, cmd, o),
     consoleLog: () => consolePath,
     died,
     stop: () => {
