@@ -686,6 +686,7 @@ export class Controller {
 
   private startKeepAlive(): void {
     if (this.kato <= 0) return;
+    this.kaOptions.timeout = this.kato;
     startKeepAlive(this.keepAliveClient, Math.max(100, Math.floor(this.kato / 2)));
   }
 
@@ -699,7 +700,6 @@ export class Controller {
       if (this.kaInFlight || this._state !== 'live') return;
       this.kaInFlight = true;
       this.kaSentAt = performance.now();
-      this.kaOptions.timeout = this.kato;
       this.admin.submitWith(this.kaCommand, this.kaOptions, this.kaDone, this.kaFailed);
     },
   };

@@ -450,6 +450,11 @@ export class QueuePair {
     else this.waiting.push(entry);
   }
 
+  /** An Asynchronous Event Request on the admin queue: it waits for an event, not for the wire. */
+  private parks(e: Entry): boolean {
+    return e.opcode === AdminOpcode.AsyncEventRequest && this.qid === 0;
+  }
+
   /** Assign a CID and put the command on the wire. */
   private dispatch(e: Entry): void {
     const slot = this.freeSlots.pop()!;
@@ -463,7 +468,7 @@ export class QueuePair {
     e.startedAt = chEnd.hasSubscribers ? performance.now() : 0;
     this.slots[slot] = e;
     this.inflight++;
-    if (e.opcode === AdminOpcode.AsyncEventRequest && this.qid === 0) this.parked++;
+    if (this.parks(e)) this.parked++;
     const { sqe, data } = e.cmd;
     setCid(sqe, e.cid);
     const readLength = e.cmd.readLength ?? 0;
@@ -593,7 +598,7 @@ export class QueuePair {
     this.slots[e.slot] = undefined;
     this.freeSlots.push(e.slot);
     this.inflight--;
-    if (e.opcode === AdminOpcode.AsyncEventRequest && this.qid === 0) this.parked--;
+    if (this.parks(e)) this.parked--;
     if (!e.settled) {
       this.settle(e);
       const ok = cqeOk(cqe);
