@@ -528,34 +528,6 @@ describe('QueuePair', () => {
     await expect(lost).rejects.toMatchObject({ code: ErrorCode.TIMEOUT });
   });
 
-  it('a command beside outstanding event requests on the admin queue is written at once; a second one waits for the batch', async () => {
-    peer = new ScriptedPeer();
-    const port = await peer.listen();
-    const socket = net.connect(port, '127.0.0.1');
-    await once(socket, 'connect');
-    const pair = await QueuePair.open({ host: '127.0.0.1', port, qid: 0, depth: 8, socket });
-    qp = pair;
-    const conn = await peer.connection();
-    const before = socket.bytesWritten;
-    const aers = [pair.submit(cmds.asyncEventRequest()).catch(() => undefined), pair.submit(cmds.asyncEventRequest()).catch(() => undefined)];
-    // Event requests wait for an event, not for the wire: each went out at once.
-    expect(socket.bytesWritten - before).toBe(2 * 72);
-    await conn.commands(2);
-    // Two AERs outstanding: a Keep Alive is still the only command the controller is working on, so it goes at once.
-    const ka = pair.submit(cmds.keepAlive());
-    expect(socket.bytesWritten - before).toBe(3 * 72);
-    // A command beside it joins the end-of-tick batch.
-    const second = pair.submit(cmds.keepAlive());
-    expect(socket.bytesWritten - before).toBe(3 * 72);
-    const [k1, k2] = await conn.commands(2);
-    expect(socket.bytesWritten - before).toBe(4 * 72);
-    conn.respond(cmdInfo(k1!).cid);
-    conn.respond(cmdInfo(k2!).cid);
-    await Promise.all([ka, second]);
-    pair.destroy();
-    await Promise.all(aers);
-  });
-
   it('keeps many commands in flight across split socket writes', async () => {
     const { qp, conn } = await open({ depth: 32 });
     const n = 200;

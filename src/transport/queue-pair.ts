@@ -31,7 +31,7 @@ import { setCid } from '../protocol/sqe.js';
 import { writeDataSgl } from '../protocol/sgl.js';
 import { decodeCqe, cqeOk, type Cqe } from '../protocol/cqe.js';
 import { statusError } from '../protocol/status.js';
-import { ADMIN_IN_CAPSULE_BYTES, AdminOpcode, FABRICS_OPCODE } from '../protocol/constants.js';
+import { ADMIN_IN_CAPSULE_BYTES, FABRICS_OPCODE } from '../protocol/constants.js';
 import { abortError, withTimeout } from '../util.js';
 import { pollBegin, pollEnd } from './poller.js';
 import type { NvmeCommand } from '../protocol/commands.js';
@@ -217,9 +217,6 @@ export class QueuePair {
   /** In the process-wide sweep set (some command has a deadline). */
   private sweeping = false;
   private inflight = 0;
-  /** Asynchronous Event Requests in flight: they wait for an event, not for the wire, so a command sent beside them
-   * is still the only one the controller is working on. */
-  private parked = 0;
   private closeError: Error | undefined;
   private icResolve: ((p: Pdu) => void) | undefined;
   private icReject: ((e: Error) => void) | undefined;
@@ -450,11 +447,6 @@ export class QueuePair {
     else this.waiting.push(entry);
   }
 
-  /** An Asynchronous Event Request on the admin queue: it waits for an event, not for the wire. */
-  private parks(e: Entry): boolean {
-    return e.opcode === AdminOpcode.AsyncEventRequest && this.qid === 0;
-  }
-
   /** Assign a CID and put the command on the wire. */
   private dispatch(e: Entry): void {
     const slot = this.freeSlots.pop()!;
@@ -468,7 +460,6 @@ export class QueuePair {
     e.startedAt = chEnd.hasSubscribers ? performance.now() : 0;
     this.slots[slot] = e;
     this.inflight++;
-    if (this.parks(e)) this.parked++;
     const { sqe, data } = e.cmd;
     setCid(sqe, e.cid);
     const readLength = e.cmd.readLength ?? 0;
@@ -488,10 +479,9 @@ export class QueuePair {
     }
     e.sent = true;
     if (chStart.hasSubscribers) chStart.publish({ qid: this.qid, cid: e.cid, name: e.cmd.name, opcode: e.opcode } satisfies CommandStartMessage);
-    // The only command on the wire (queue depth 1, or the first of a burst; event requests waiting for an event do
-    // not count, and go at once themselves): sent now; with others in flight it joins the batch flushed at the end of
-    // the tick.
-    if (this.inflight - this.parked <= 1) this.stream.sendPduNow({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
+    // The only command on the wire (queue depth 1, or the first of a burst): sent now; with others in flight it
+    // joins the batch flushed at the end of the tick.
+    if (this.inflight === 1) this.stream.sendPduNow({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
     else this.stream.sendPdu({ type: PduType.CapsuleCmd, sqe, data: inCapsule });
   }
 
@@ -598,7 +588,6 @@ export class QueuePair {
     this.slots[e.slot] = undefined;
     this.freeSlots.push(e.slot);
     this.inflight--;
-    if (this.parks(e)) this.parked--;
     if (!e.settled) {
       this.settle(e);
       const ok = cqeOk(cqe);
@@ -764,7 +753,6 @@ export class QueuePair {
     this.waiting.length = 0;
     this.waitingHead = 0;
     this.inflight = 0;
-    this.parked = 0;
     const ws = this.drainWaiters;
     this.drainWaiters = [];
     for (const w of ws) w();
