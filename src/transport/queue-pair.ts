@@ -405,7 +405,7 @@ export class QueuePair {
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
       return new InvalidArgumentError(`${cmd.name}: signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`);
     }
-    const timeout = opts?.timeout === undefined ? this.defaultTimeout : opts.timeout;
+    const timeout = this.timeoutOf(opts);
     if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMEOUT_MS) {
       return new InvalidArgumentError(`${cmd.name}: timeout must be an integer 0..${MAX_TIMEOUT_MS} ms (0 = none), got ${String(timeout)}`);
     }
@@ -413,10 +413,15 @@ export class QueuePair {
     return undefined;
   }
 
+  /** A command's timeout in ms (0: none): its own, else the queue's default. */
+  private timeoutOf(opts: SubmitOptions | undefined): number {
+    return opts?.timeout === undefined ? this.defaultTimeout : opts.timeout;
+  }
+
   /** Take a checked command: dispatched at once when a slot is free, else queued behind the waiting ones. */
   private enqueue(cmd: NvmeCommand, opts: SubmitOptions | undefined, resolve: (c: Completion) => void, reject: (e: Error) => void): void {
     const signal = opts?.signal;
-    const timeout = opts?.timeout === undefined ? this.defaultTimeout : opts.timeout;
+    const timeout = this.timeoutOf(opts);
     const entry: Entry = {
       cmd,
       cid: 0,
