@@ -87,14 +87,14 @@ export interface BatchWritable {
 }
 
 /**
- * Write `bufs` as one batch: a single buffer as it is, several inside cork()/uncork() so they leave in one system
- * call. Returns what the last write returned (false: the stream's buffer is full, wait for 'drain').
+ * Write `bufs[0, n)` as one batch: a single buffer as it is, several inside cork()/uncork() so they leave in one
+ * system call. Returns what the last write returned (false: the stream's buffer is full, wait for 'drain').
  */
-export function writeBatch(sock: BatchWritable, bufs: readonly Buffer[]): boolean {
-  if (bufs.length === 1) return sock.write(bufs[0]!);
+export function writeBatch(sock: BatchWritable, bufs: readonly Buffer[], n: number = bufs.length): boolean {
+  if (n === 1) return sock.write(bufs[0]!);
   sock.cork();
   let ok = true;
-  for (const b of bufs) ok = sock.write(b);
+  for (let i = 0; i < n; i++) ok = sock.write(bufs[i]!);
   sock.uncork();
   return ok;
 }

@@ -85,4 +85,27 @@ describe('PduStream outbox', () => {
     s.sendPduNow({ type: PduType.CapsuleCmd, sqe: sqe(5), data: null });
     expect(sock.batches).toHaveLength(3);
   });
+
+  it('reuses its outbox from flush to flush without mixing batches, and a write shaper keeps the batch it was given', async () => {
+    const sock = fakeSocket();
+    const s = stream(sock);
+    const tick = () => new Promise((r) => process.nextTick(r));
+    // Batches of 3, 100 (more than the outbox keeps), then 2 small PDUs: each written whole, in order, nothing twice.
+    let next = 0;
+    for (const n of [3, 100, 2]) {
+      for (let i = 0; i < n; i++) s.send([Buffer.alloc(24, next++ & 0xff)]);
+      await tick();
+    }
+    expect(sock.batches.map((b) => b.length)).toEqual([3, 100, 2]);
+    expect(sock.batches.flat().map((b) => b[0])).toEqual(Array.from({ length: 105 }, (_, i) => i & 0xff));
+
+    const shaped: Buffer[][] = [];
+    const t = new PduStream({ socket: fakeSocket(), reader: { role: 'host' }, onPdu: () => {}, onFatal: () => {}, shapeWrite: (b) => (shaped.push(b), true) });
+    t.send([Buffer.alloc(24, 1)], [Buffer.alloc(24, 2)]);
+    await tick();
+    t.send([Buffer.alloc(24, 3)]);
+    await tick();
+    // The first batch is still what it was when handed over, after the stream queued and flushed more.
+    expect(shaped.map((b) => b.map((x) => x[0]))).toEqual([[1, 2], [3]]);
+  });
 });

@@ -2,14 +2,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import * as net from 'node:net';
-import { QueuePair } from '../src/transport/queue-pair.js';
+import { QueuePair, type Completion } from '../src/transport/queue-pair.js';
 import * as cmds from '../src/protocol/commands.js';
 import { authReceive } from '../src/protocol/auth.js';
 import { PduType, type C2HDataPdu, type CapsuleCmdPdu, type H2CDataPdu, type TermReqPdu } from '../src/protocol/pdu.js';
 import { makeStatus } from '../src/protocol/cqe.js';
 import { readSgl } from '../src/protocol/sgl.js';
 import { ScriptedPeer, cmdInfo } from './helpers/scripted-peer.js';
-import { ErrorCode, NvmeStatusError } from '../src/errors.js';
+import { ErrorCode, NvmeStatusError, type NvmeofError } from '../src/errors.js';
 import { waitFor } from './helpers/wait.js';
 
 let peer: ScriptedPeer;
@@ -509,6 +509,23 @@ describe('QueuePair', () => {
     const { qp } = await open();
     await expect(qp.submit({ sqe: Buffer.alloc(10), name: 'bad' })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
     await expect(qp.submit(readCmd(8), { readInto: Buffer.alloc(10) })).rejects.toMatchObject({ code: ErrorCode.INVALID_ARGUMENT });
+  });
+
+  it('submitWith: the same command path with callbacks, exactly one called; refusals at once, before anything is sent', async () => {
+    const { qp, conn } = await open({ commandTimeout: 100 });
+    const calls: string[] = [];
+    // Refused before anything is sent: reject is called at once.
+    qp.submitWith({ sqe: Buffer.alloc(10), name: 'bad' }, undefined, () => calls.push('resolved'), (e) => calls.push(`rejected ${(e as NvmeofError).code}`));
+    expect(calls).toEqual([`rejected ${ErrorCode.INVALID_ARGUMENT}`]);
+    // Answered: resolve with the completion.
+    const ok = new Promise<Completion>((resolve, reject) => qp.submitWith(cmds.keepAlive(), undefined, resolve, reject));
+    const [c] = await conn.commands(1);
+    conn.respond(cmdInfo(c!).cid);
+    expect((await ok).cqe.cid).toBe(cmdInfo(c!).cid);
+    // Not answered: reject with TIMEOUT (the queue's default timeout applies as for submit()).
+    const lost = new Promise<Completion>((resolve, reject) => qp.submitWith(cmds.keepAlive(), undefined, resolve, reject));
+    await conn.commands(1);
+    await expect(lost).rejects.toMatchObject({ code: ErrorCode.TIMEOUT });
   });
 
   it('keeps many commands in flight across split socket writes', async () => {

@@ -20,6 +20,9 @@ const EMPTY = Buffer.alloc(0);
  */
 const FLUSH_BYTES = 64 * 1024;
 
+/** Outbox entries kept allocated between flushes (a larger burst's array is dropped after it is written). */
+const OUTBOX_KEEP = 64;
+
 /** Thrown from the PDU handler to stop reading a chunk once the stream is stopped; never escapes receive(). */
 const STOPPED = new Error('pdu stream stopped');
 
@@ -61,7 +64,9 @@ export class PduStream {
   private readonly onPdu: (pdu: Pdu) => void;
   private readonly onFatal: (err: Error) => void;
   private readonly shapeWrite: ((batch: Buffer[]) => boolean) | undefined;
-  private outbox: Buffer[] = [];
+  /** Queued buffers, outbox[0, outboxCount): the array keeps its capacity from flush to flush (no allocation). */
+  private outbox: (Buffer | undefined)[] = [];
+  private outboxCount = 0;
   private outboxBytes = 0;
   private flushScheduled = false;
   private endAfterFlush = false;
@@ -106,11 +111,20 @@ export class PduStream {
 
   /** Queue PDUs (encoded buffers) for the next flush. */
   send(...pdus: Buffer[][]): void {
-    for (const p of pdus) {
-      for (const b of p) {
-        this.outbox.push(b);
-        this.outboxBytes += b.length;
-      }
+    for (const p of pdus) this.queue(p);
+  }
+
+  /** Queue one PDU encoded with this stream's options. */
+  sendPdu(pdu: Pdu): void {
+    this.queue(encodePdu(pdu, this.encodeOpts));
+  }
+
+  /** Queue one encoded PDU: flushed at once past FLUSH_BYTES, else at the end of the tick. */
+  private queue(pdu: Buffer[]): void {
+    for (let i = 0; i < pdu.length; i++) {
+      const b = pdu[i]!;
+      this.outbox[this.outboxCount++] = b;
+      this.outboxBytes += b.length;
     }
     if (this.outboxBytes >= FLUSH_BYTES && this.shapeWrite === undefined) {
       this.flush();
@@ -118,14 +132,12 @@ export class PduStream {
     }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      process.nextTick(() => this.flush());
+      process.nextTick(this.flushLater);
     }
   }
 
-  /** Queue one PDU encoded with this stream's options. */
-  sendPdu(pdu: Pdu): void {
-    this.send(encodePdu(pdu, this.encodeOpts));
-  }
+  /** flush() bound once, for process.nextTick. */
+  private readonly flushLater = (): void => this.flush();
 
   /**
    * Send one PDU at once when nothing is queued before it (else queue it behind what is). For the first command on
@@ -144,12 +156,23 @@ export class PduStream {
   flush(): void {
     this.flushScheduled = false;
     if (this.socket.destroyed) return;
-    const out = this.outbox;
-    this.outbox = [];
-    this.outboxBytes = 0;
-    if (out.length > 0) {
-      if (this.shapeWrite?.(out)) return;
-      writeBatch(this.socket, out);
+    const n = this.outboxCount;
+    if (n > 0) {
+      const out = this.outbox;
+      this.outboxBytes = 0;
+      this.outboxCount = 0;
+      // The outbox lets go of the buffers (the socket, or a write shaper, holds what it still needs); a large one is
+      // not kept for the next flush.
+      if (n > OUTBOX_KEEP) this.outbox = [];
+      if (this.shapeWrite !== undefined) {
+        const batch = out.slice(0, n) as Buffer[];
+        if (n <= OUTBOX_KEEP) out.fill(undefined, 0, n);
+        if (this.shapeWrite(batch)) return;
+        writeBatch(this.socket, batch);
+      } else {
+        writeBatch(this.socket, out as Buffer[], n);
+        if (n <= OUTBOX_KEEP) out.fill(undefined, 0, n);
+      }
     }
     if (this.endAfterFlush) this.socket.end();
   }
@@ -169,7 +192,7 @@ export class PduStream {
   /** Send this side's TermReq (FES, FEI, the offending header) and end the socket after it. */
   terminate(fes: number, fei: number, header: Buffer = EMPTY): void {
     if (this.socket.destroyed) return;
-    this.send(encodePdu({ type: this.termType, fes, fei, data: header }, this.encodeOpts));
+    this.queue(encodePdu({ type: this.termType, fes, fei, data: header }, this.encodeOpts));
     this.endAfterWrites();
   }
 

@@ -373,56 +373,83 @@ export class QueuePair {
    * `allowStatusError`), TimeoutError, AbortedError, or the error that closed the queue.
    */
   submit(cmd: NvmeCommand, opts?: SubmitOptions): Promise<Completion> {
-    if (this._state !== 'ready') {
-      return Promise.reject(this.closeError ?? new InvalidStateError(`queue ${this.qid} is ${this._state}`));
-    }
-    if (cmd.sqe.length !== 64) return Promise.reject(new InvalidArgumentError(`SQE must be 64 bytes, got ${cmd.sqe.length}`));
+    const bad = this.refuse(cmd, opts);
+    if (bad) return Promise.reject(bad);
+    return new Promise<Completion>((resolve, reject) => this.enqueue(cmd, opts, resolve, reject));
+  }
+
+  /**
+   * @internal `submit()` with callbacks instead of a promise, for the commands a controller sends on its own at
+   * a steady pace (Keep Alive): no promise and no closure per command. Exactly one of the callbacks is called, at
+   * once when the command is refused, else when it ends; both are called synchronously from the queue's own work
+   * (a completion, the timeout sweep, teardown) and must neither throw nor act on the queue in that call.
+   */
+  submitWith(cmd: NvmeCommand, opts: SubmitOptions | undefined, resolve: (c: Completion) => void, reject: (e: Error) => void): void {
+    const bad = this.refuse(cmd, opts);
+    if (bad) reject(bad);
+    else this.enqueue(cmd, opts, resolve, reject);
+  }
+
+  /** Why a command cannot be submitted, checked before anything is sent (undefined: it can). */
+  private refuse(cmd: NvmeCommand, opts: SubmitOptions | undefined): Error | undefined {
+    if (this._state !== 'ready') return this.closeError ?? new InvalidStateError(`queue ${this.qid} is ${this._state}`);
+    if (cmd.sqe.length !== 64) return new InvalidArgumentError(`SQE must be 64 bytes, got ${cmd.sqe.length}`);
     const readLength = cmd.readLength ?? 0;
     if (readLength > 0 && cmd.data && cmd.data.length > 0) {
-      return Promise.reject(new InvalidArgumentError(`${cmd.name}: a command cannot both send and receive data`));
+      return new InvalidArgumentError(`${cmd.name}: a command cannot both send and receive data`);
     }
     if (opts?.readInto && opts.readInto.length < readLength) {
-      return Promise.reject(new InvalidArgumentError(`${cmd.name}: readInto has ${opts.readInto.length} bytes, need ${readLength}`));
+      return new InvalidArgumentError(`${cmd.name}: readInto has ${opts.readInto.length} bytes, need ${readLength}`);
     }
     const signal = opts?.signal;
     if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      return Promise.reject(new InvalidArgumentError(`${cmd.name}: signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`));
+      return new InvalidArgumentError(`${cmd.name}: signal must be an AbortSignal, got ${signal === null ? 'null' : typeof signal}`);
     }
-    const timeout = opts?.timeout === undefined ? this.defaultTimeout : opts.timeout;
+    const timeout = this.timeoutOf(opts);
     if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 0 || timeout > MAX_TIMEOUT_MS) {
-      return Promise.reject(new InvalidArgumentError(`${cmd.name}: timeout must be an integer 0..${MAX_TIMEOUT_MS} ms (0 = none), got ${String(timeout)}`));
+      return new InvalidArgumentError(`${cmd.name}: timeout must be an integer 0..${MAX_TIMEOUT_MS} ms (0 = none), got ${String(timeout)}`);
     }
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    return new Promise<Completion>((resolve, reject) => {
-      const entry: Entry = {
-        cmd,
-        cid: 0,
-        slot: -1,
-        opcode: cmd.sqe[0]!,
-        fctype: cmd.sqe[0] === FABRICS_OPCODE ? cmd.sqe[4]! : -1,
-        sent: false,
-        settled: false,
-        resolve,
-        reject,
-        deadline: timeout > 0 ? performance.now() + timeout : 0,
-        readBuf: undefined,
-        received: 0,
-        r2tRequested: 0,
-        error: undefined,
-        opts,
-        onAbort: undefined,
-        startedAt: 0,
-      };
-      this.unsettled++;
-      if (this.busyPoll) pollBegin();
-      if (signal) {
-        entry.onAbort = () => this.abortEntry(entry, abortError(signal));
-        signal.addEventListener('abort', entry.onAbort, { once: true });
-      }
-      if (entry.deadline) this.ensureSweep();
-      if (this.freeSlots.length > 0 && this.waitingHead === this.waiting.length) this.dispatch(entry);
-      else this.waiting.push(entry);
-    });
+    if (signal?.aborted) return abortError(signal);
+    return undefined;
+  }
+
+  /** A command's timeout in ms (0: none): its own, else the queue's default. */
+  private timeoutOf(opts: SubmitOptions | undefined): number {
+    return opts?.timeout === undefined ? this.defaultTimeout : opts.timeout;
+  }
+
+  /** Take a checked command: dispatched at once when a slot is free, else queued behind the waiting ones. */
+  private enqueue(cmd: NvmeCommand, opts: SubmitOptions | undefined, resolve: (c: Completion) => void, reject: (e: Error) => void): void {
+    const signal = opts?.signal;
+    const timeout = this.timeoutOf(opts);
+    const entry: Entry = {
+      cmd,
+      cid: 0,
+      slot: -1,
+      opcode: cmd.sqe[0]!,
+      fctype: cmd.sqe[0] === FABRICS_OPCODE ? cmd.sqe[4]! : -1,
+      sent: false,
+      settled: false,
+      resolve,
+      reject,
+      deadline: timeout > 0 ? performance.now() + timeout : 0,
+      readBuf: undefined,
+      received: 0,
+      r2tRequested: 0,
+      error: undefined,
+      opts,
+      onAbort: undefined,
+      startedAt: 0,
+    };
+    this.unsettled++;
+    if (this.busyPoll) pollBegin();
+    if (signal) {
+      entry.onAbort = () => this.abortEntry(entry, abortError(signal));
+      signal.addEventListener('abort', entry.onAbort, { once: true });
+    }
+    if (entry.deadline) this.ensureSweep();
+    if (this.freeSlots.length > 0 && this.waitingHead === this.waiting.length) this.dispatch(entry);
+    else this.waiting.push(entry);
   }
 
   /** Assign a CID and put the command on the wire. */
