@@ -15,7 +15,7 @@
 import { Buffer } from 'node:buffer';
 import { describe, inject, it } from 'vitest';
 import type { TestContext, TestFunction } from 'vitest';
-import { guestExecWithConsole, readConsole } from './qemu-target.js';
+import { guestExecWithConsole, readConsole, virtioNetState } from './qemu-target.js';
 import type { ExecOptions, ExecResult, KernelTarget, TargetPorts } from './qemu-target.js';
 
 export type { AnaGroupInfo, AnaStateName, TargetPort, TargetPorts } from './qemu-target.js';
@@ -189,7 +189,7 @@ export function kernelTargetFromInject(): KernelTargetEnv | null {
   }
   if (!info || !info.available) return null;
   const { available: _available, ...rest } = info;
-  const exec: KernelTargetEnv['exec'] = (cmd, opts) => guestExecWithConsole(rest.host, rest.ctlPort, rest.consoleLog, cmd, opts);
+  const exec: KernelTargetEnv['exec'] = (cmd, opts) => guestExecWithConsole(rest.host, rest.ctlPort, rest.consoleLog, cmd, opts, () => virtioNetState(rest.qmpSocket));
   const nvmetCtl = makeNvmetCtl(exec);
   return {
     ...rest,
@@ -242,6 +242,7 @@ const UNAVAILABLE: KernelTargetEnv = {
   guestAddr: '',
   kernelVersion: '',
   consoleLog: '',
+  qmpSocket: '',
   bootMs: 0,
   exec: () => Promise.reject(new Error('kernel nvmet target unavailable')),
   readConsole: () => '',

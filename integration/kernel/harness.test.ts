@@ -109,7 +109,13 @@ describeKernel('kernel target harness', (target) => {
 
   it('times out a command that runs too long', async () => {
     // The error carries the tail of the guest's console (kernel messages), for a guest that stopped answering.
-    await expect(target.exec('sleep 30', { timeoutMs: 1500 })).rejects.toThrow(/timed out after 1500 ms\n--- console tail \(.*console\.log\) ---\n(?!\(empty\))\S/);
+    // And, read from QEMU over QMP, the state of the guest's NIC queues: descriptors made available and used.
+    const err = await target.exec('sleep 30', { timeoutMs: 1500 }).then(
+      () => expect.fail('sleep 30 did not time out'),
+      (e: Error) => e,
+    );
+    expect(err.message).toMatch(/timed out after 1500 ms\n--- console tail \(.*console\.log\) ---\n(?!\(empty\))\S/);
+    expect(err.message).toMatch(/--- virtio NIC queues .*\nvirtio-net rx queue: \{.*"used-idx":\d+.*\}\n(?: {2}vring-.*\n)+virtio-net tx queue: \{.*"last-avail-idx":\d+.*\}\n {2}vring-avail \(flags, idx\): \S+: 0x[0-9a-f]{4} 0x[0-9a-f]{4}/);
   });
 
   it('has the nvmet topology in configfs', async () => {

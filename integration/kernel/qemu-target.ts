@@ -214,6 +214,8 @@ export interface KernelTarget {
   died(): string | null;
   /** Path of the serial console log (kernel messages, nvmet's connect/disconnect lines). */
   consoleLog(): string;
+  /** Path of QEMU's QMP socket (see {@link virtioNetState}). */
+  qmpSocket: string;
 }
 
 /** Options for {@link startKernelTarget}. */
@@ -292,13 +294,87 @@ export async function guestExec(host: string, ctlPort: number, cmd: string, opts
  * {@link guestExec}, for a guest whose console log is at `consolePath`: when the command times out (a guest that
  * stopped answering without a panic on its console: stuck, or starved of CPU), the error carries the console's tail.
  */
-export async function guestExecWithConsole(host: string, ctlPort: number, consolePath: string, cmd: string, opts: ExecOptions = {}): Promise<ExecResult> {
+export async function guestExecWithConsole(
+  host: string,
+  ctlPort: number,
+  consolePath: string,
+  cmd: string,
+  opts: ExecOptions = {},
+  diagnose?: () => Promise<string>,
+): Promise<ExecResult> {
   try {
     return await guestExec(host, ctlPort, cmd, opts);
   } catch (e) {
     if (!(e instanceof KernelTargetError) || !/ timed out after /.test(e.message)) throw e;
-    throw new KernelTargetError(`${e.message}\n--- console tail (${consolePath}) ---\n${tail(readTail(consolePath).trimEnd(), 40) || '(empty)'}`);
+    const more = diagnose ? `\n${await diagnose().catch((err: Error) => `(diagnosis failed: ${err.message})`)}` : '';
+    throw new KernelTargetError(`${e.message}\n--- console tail (${consolePath}) ---\n${tail(readTail(consolePath).trimEnd(), 40) || '(empty)'}${more}`);
   }
+}
+
+/**
+ * Runs QMP commands on a QEMU monitor socket and returns each command's `return` (or its `error`), in order.
+ * For diagnosis: a guest that stops answering shows, through `x-query-virtio-queue-status`, whether its NIC's
+ * queues still move (descriptors the guest made available against those QEMU has used).
+ */
+export function qmpQuery(socketPath: string, commands: { execute: string; arguments?: Record<string, unknown> }[], timeoutMs = 5000): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    const out: unknown[] = [];
+    let buf = '';
+    let sent = -1; // -1: waiting for the greeting; 0: qmp_capabilities sent; n: commands[n - 1] sent
+    const timer = setTimeout(() => done(new Error(`QMP at ${socketPath}: no answer in ${timeoutMs} ms`)), timeoutMs);
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(out);
+    };
+    const next = () => {
+      if (sent >= 0 && sent === commands.length) return done();
+      const c = sent < 0 ? { execute: 'qmp_capabilities' } : commands[sent]!;
+      sent++;
+      sock.write(JSON.stringify(c) + '\n');
+    };
+    sock.on('data', (d: Buffer) => {
+      buf += d.toString('utf8');
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (!line) continue;
+        let msg: Record<string, unknown>;
+        try {
+          msg = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          return done(new Error(`QMP at ${socketPath}: not JSON: ${line.slice(0, 200)}`));
+        }
+        if ('event' in msg) continue;
+        if ('QMP' in msg) next();
+        else if ('return' in msg || 'error' in msg) {
+          if (sent > 0) out.push('return' in msg ? msg.return : { error: msg.error });
+          next();
+        }
+      }
+    });
+    sock.on('error', (err) => done(new Error(`QMP at ${socketPath}: ${err.message}`)));
+  });
+}
+
+/** The state of a guest's virtio NIC queues, read over QMP (see {@link qmpQuery}), as text for an error message. */
+export async function virtioNetState(qmpPath: string): Promise<string> {
+  const [devices] = (await qmpQuery(qmpPath, [{ execute: 'x-query-virtio' }])) as [{ path: string; name: string }[] | { error: unknown }];
+  if (!Array.isArray(devices)) return `--- virtio (QMP) ---\n${JSON.stringify(devices)}`;
+  const lines: string[] = [];
+  for (const d of devices.filter((x) => x.name === 'virtio-net')) {
+    const q = (await qmpQuery(qmpPath, [0, 1].map((queue) => ({ execute: 'x-query-virtio-queue-status', arguments: { path: d.path, queue } })))) as Record<string, unknown>[];
+    for (const [i, r] of q.entries()) {
+      lines.push(`${d.name} ${i === 0 ? 'rx' : 'tx'} queue: ${JSON.stringify(r)}`);
+      // The rings in guest memory as the guest sees them: flags and index of the available and the used ring.
+      const rings = ['vring-avail', 'vring-used'].filter((k) => typeof r[k] === 'number');
+      const mem = await qmpQuery(qmpPath, rings.map((k) => ({ execute: 'human-monitor-command', arguments: { 'command-line': `xp /2hx ${r[k] as number}` } })));
+      rings.forEach((k, j) => lines.push(`  ${k} (flags, idx): ${String(mem[j]).trim()}`));
+    }
+  }
+  return `--- virtio NIC queues (QMP; avail ahead of used: QEMU has not taken what the guest queued) ---\n${lines.join('\n') || '(no virtio-net device)'}`;
 }
 
 function execOnce(host: string, ctlPort: number, cmd: string, remainingMs: number, timeoutMs: number, opts: ExecOptions): Promise<ExecResult> {
@@ -566,6 +642,7 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
     // prepare.sh succeeded, so the file is there; the kind alone still names the kernel
   }
   const consolePath = path.join(tmp, 'console.log');
+  const qmpPath = path.join(tmp, 'qmp.sock');
   const stderrPath = path.join(tmp, 'qemu-stderr.log');
   const setpriv = findExecutable('setpriv');
   installExitHook();
@@ -608,6 +685,7 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
       '-append', `console=ttyS0 panic=-1 mitigations=off ${ipArgs}`,
       '-serial', `file:${consolePath}`,
       '-monitor', 'none',
+      '-qmp', `unix:${qmpPath},server=on,wait=off`,
       ...netArgs,
     ];
     // setpriv --pdeathsig: the kernel kills QEMU if this process dies without running its exit hooks.
@@ -756,8 +834,9 @@ export async function startKernelTarget(opts: StartKernelTargetOptions = {}): Pr
     anaGroups: MULTIPATH_ANA_GROUPS.map((g) => ({ ...g, nsids: [...g.nsids], initialState: { ...g.initialState } })),
     kernelVersion,
     bootMs,
-    exec: (cmd, o) => guestExecWithConsole(b.host, b.ctlPort, consolePath, cmd, o),
+    exec: (cmd, o) => guestExecWithConsole(b.host, b.ctlPort, consolePath, cmd, o, () => virtioNetState(qmpPath)),
     consoleLog: () => consolePath,
+    qmpSocket: qmpPath,
     died,
     stop: () => {
       stopped ??= (async () => {
