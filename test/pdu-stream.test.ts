@@ -107,5 +107,22 @@ describe('PduStream outbox', () => {
     await tick();
     // The first batch is still what it was when handed over, after the stream queued and flushed more.
     expect(shaped.map((b) => b.map((x) => x[0]))).toEqual([[1, 2], [3]]);
+
+    // A PDU queued from inside a write (re-entrant) is neither lost nor written twice: it leaves in the next flush.
+    const sock2 = fakeSocket();
+    const u = stream(sock2);
+    const write = sock2.write.bind(sock2);
+    let reentered = false;
+    sock2.write = (chunk) => {
+      if (!reentered) {
+        reentered = true;
+        u.send([Buffer.alloc(24, 9)]);
+      }
+      return write(chunk);
+    };
+    u.send([Buffer.alloc(24, 7)], [Buffer.alloc(24, 8)]);
+    await tick();
+    await tick();
+    expect(sock2.batches.map((b) => b.map((x) => x[0]))).toEqual([[7, 8], [9]]);
   });
 });

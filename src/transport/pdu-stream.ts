@@ -67,6 +67,7 @@ export class PduStream {
   /** Queued buffers, outbox[0, outboxCount): the array keeps its capacity from flush to flush (no allocation). */
   private outbox: (Buffer | undefined)[] = [];
   private outboxCount = 0;
+  private spare: (Buffer | undefined)[] = [];
   private outboxBytes = 0;
   private flushScheduled = false;
   private endAfterFlush = false;
@@ -158,12 +159,14 @@ export class PduStream {
     if (this.socket.destroyed) return;
     const n = this.outboxCount;
     if (n > 0) {
+      // The two outbox arrays take turns (whatever a write might queue goes to the other one), and the one written
+      // lets go of its buffers afterwards (the socket, or a write shaper, holds what it still needs); one that grew
+      // past OUTBOX_KEEP is not kept.
       const out = this.outbox;
+      this.outbox = this.spare;
+      this.spare = n > OUTBOX_KEEP ? [] : out;
       this.outboxBytes = 0;
       this.outboxCount = 0;
-      // The outbox lets go of the buffers (the socket, or a write shaper, holds what it still needs); a large one is
-      // not kept for the next flush.
-      if (n > OUTBOX_KEEP) this.outbox = [];
       if (this.shapeWrite !== undefined) {
         const batch = out.slice(0, n) as Buffer[];
         if (n <= OUTBOX_KEEP) out.fill(undefined, 0, n);
