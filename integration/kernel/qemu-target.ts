@@ -372,15 +372,16 @@ export async function virtioNetState(qmpPath: string): Promise<string> {
   const [devices] = (await qmpQuery(qmpPath, [{ execute: 'x-query-virtio' }])) as [{ path: string; name: string }[] | { error: unknown }];
   if (!Array.isArray(devices)) return `--- virtio (QMP) ---\n${JSON.stringify(devices)}`;
   const lines: string[] = [];
+  const text = (r: unknown): string => (typeof r === 'string' ? r.trim() : JSON.stringify(r));
   for (const d of devices.filter((x) => x.name === 'virtio-net')) {
-    const q = (await qmpQuery(qmpPath, [0, 1].map((queue) => ({ execute: 'x-query-virtio-queue-status', arguments: { path: d.path, queue } })))) as Record<string, unknown>[];
-    for (const [i, r] of q.entries()) {
-      lines.push(`${d.name} ${i === 0 ? 'rx' : 'tx'} queue: ${JSON.stringify(r)}`);
-      // The rings in guest memory as the guest sees them: flags and index of the available and the used ring.
-      const rings = ['vring-avail', 'vring-used'].filter((k) => typeof r[k] === 'number');
-      const mem = await qmpQuery(qmpPath, rings.map((k) => ({ execute: 'human-monitor-command', arguments: { 'command-line': `xp /2hx ${r[k] as number}` } })));
-      rings.forEach((k, j) => lines.push(`  ${k} (flags, idx): ${String(mem[j]).trim()}`));
-    }
+    const queues = (await qmpQuery(qmpPath, [0, 1].map((queue) => ({ execute: 'x-query-virtio-queue-status', arguments: { path: d.path, queue } })))) as Record<string, unknown>[];
+    // The rings in guest memory as the guest sees them: flags and index of the available and the used ring.
+    const rings = queues.flatMap((r, i) => ['vring-avail', 'vring-used'].filter((k) => typeof r[k] === 'number').map((k) => ({ i, k, addr: r[k] as number })));
+    const mem = await qmpQuery(qmpPath, rings.map((g) => ({ execute: 'human-monitor-command', arguments: { 'command-line': `xp /2hx ${g.addr}` } })));
+    queues.forEach((r, i) => {
+      lines.push(`${d.name} ${i === 0 ? 'rx' : 'tx'} queue: ${text(r)}`);
+      rings.forEach((g, j) => g.i === i && lines.push(`  ${g.k} (flags, idx): ${text(mem[j])}`));
+    });
   }
   return `--- virtio NIC queues (QMP; avail ahead of used: QEMU has not taken what the guest queued) ---\n${lines.join('\n') || '(no virtio-net device)'}`;
 }
